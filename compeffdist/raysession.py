@@ -1,0 +1,30 @@
+"""Start or join Ray once per process: a local single-node Ray, or a cluster under `ray job submit`."""
+
+from __future__ import annotations
+
+import os
+
+from compeffdist.config import RayConfig
+
+
+def ensure_ray(config: RayConfig) -> None:
+    """Initialize Ray if it is not running yet; inside a Ray job this joins the job's cluster."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Quiet per-task progress bars; the pipeline prints its own progress lines.
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    kwargs: dict[str, object] = {"include_dashboard": config.include_dashboard, "log_to_driver": True}
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        kwargs["address"] = address
+    else:
+        if config.num_cpus is not None:
+            kwargs["num_cpus"] = config.num_cpus
+        if config.num_gpus is not None:
+            kwargs["num_gpus"] = config.num_gpus
+    ray.init(**kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False

@@ -1,0 +1,48 @@
+"""Shared fixtures: the SentiBench data root, a tiny model built from config, a local Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data" / "sentibench"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = Path(os.environ.get("COMPEFFDIST_DATA_ROOT", DEFAULT_DATA_ROOT))
+    if not (root / "sc" / "imdb" / "train.json").is_file():
+        pytest.skip(f"SentiBench not found at {root}: set COMPEFFDIST_DATA_ROOT or run `compeffdist data download`")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """A random-init 2-layer Llama with a BPE tokenizer trained on SentiBench texts (no download)."""
+    from compeffdist.models.tiny import build_tiny_llama
+
+    texts = [r["sentence"] for r in json.loads((data_root / "sc/yelp2/train.json").read_text("utf-8-sig"))[:400]]
+    texts += ["Input: Output: analysis sentiment positive negative neutral JSON [] {} \" :"]
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), texts)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A real local Ray with 2 CPUs for the module's tests."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def write_config(path: Path, payload: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(payload), encoding="utf-8")
+    return path
