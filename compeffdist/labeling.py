@@ -71,10 +71,9 @@ def build_records(ctx: StageContext) -> StageOutput:
     attempts = 0
     while len(rows) < wanted and attempts < wanted * 20:
         attempts += 1
-        if len(available) == 2:
-            group = "analysis" if rng.random() < cfg.analysis_ratio else "task"
-        else:
-            group = available[0]
+        group = available[0]
+        if len(available) == 2 and rng.random() >= cfg.analysis_ratio:
+            group = "task"
         cluster = rng.choice(sorted(by_group[group]))
         template = rng.choice(by_group[group][cluster])
         position = cursor[template["template_id"]]

@@ -94,7 +94,9 @@ class Runner:
             return StageState(stage.name, "stale", f"config {', '.join(stage.sections)} changed", manifest)
         if manifest.input_fingerprints != key["input_fingerprints"]:
             changed = sorted(
-                k for k, v in key["input_fingerprints"].items() if manifest.input_fingerprints.get(k) != v  # type: ignore[union-attr]
+                k
+                for k, v in key["input_fingerprints"].items()
+                if manifest.input_fingerprints.get(k) != v  # type: ignore[union-attr]
             )
             return StageState(stage.name, "stale", f"inputs changed: {', '.join(changed)}", manifest)
         return StageState(stage.name, "done", "up to date", manifest)

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from compeffdist.artifacts import write_parquet_atomic
 from compeffdist.config import EngineConfig, ModelSpec
-from compeffdist.engines.base import GenerationRequest
+from compeffdist.engines.base import GenerationRequest, GenerationResult
 from compeffdist.progress import Progress
 from compeffdist.stage import StageContext
 
@@ -143,20 +143,26 @@ class GenerationWorker:
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         requests = [GenerationRequest.from_row(row, seed=self.seed) for row in rows]
-        results = {r.request_id: r for r in self.engine.generate(requests)}
-        for attempt in range(self.engine_config.max_retries):
-            failed = [q for q in requests if results[q.request_id].error and _retryable(results[q.request_id].error)]
+        results = {r.request_id: _flag_empty(r) for r in self.engine.generate(requests)}
+        attempts = dict.fromkeys(results, 1)
+        for _ in range(self.engine_config.max_retries):
+            failed = [q for q in requests if _retryable(results[q.request_id].error)]
             if not failed:
                 break
             for result in self.engine.generate(failed):
-                results[result.request_id] = result
+                results[result.request_id] = _flag_empty(result)
+                attempts[result.request_id] += 1
         out = []
         for row, request in zip(rows, requests, strict=True):
             result = results[request.request_id]
-            if not result.error and not result.text.strip():
-                result.error = "empty output"
-            out.append({**row, **result.to_row(self.engine.model_name)})
+            out.append({**row, **result.to_row(self.engine.model_name), "attempts": attempts[request.request_id]})
         return pa.Table.from_pylist(out)
+
+
+def _flag_empty(result: GenerationResult) -> GenerationResult:
+    if not result.error and not result.text.strip():
+        result.error = "empty output"
+    return result
 
 
 def _retryable(error: str | None) -> bool:
@@ -215,4 +221,3 @@ def token_usage(table: pa.Table) -> dict[str, dict[str, int]]:
         entry["output_tokens"] += int(row["output_tokens"] or 0)
         entry["requests"] += 1
     return usage
-

@@ -84,7 +84,14 @@ class StageContext:
     def reject(self, source: str, location: str, field: str, reason: str, raw: Any = None) -> None:
         """Quarantine one unusable input or output row; it is saved and counted, never lost silently."""
         self._rejects.append(
-            {"stage": self.stage.name, "source": source, "location": location, "field": field, "reason": reason, "raw": raw}
+            {
+                "stage": self.stage.name,
+                "source": source,
+                "location": location,
+                "field": field,
+                "reason": reason,
+                "raw": raw,
+            }
         )
 
     def add_rejects(self, rows: list[dict[str, Any]]) -> None:

@@ -26,7 +26,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, data_root: Path) ->
     from compeffdist.models.tiny import build_tiny_llama
 
     texts = [r["sentence"] for r in json.loads((data_root / "sc/yelp2/train.json").read_text("utf-8-sig"))[:400]]
-    texts += ["Input: Output: analysis sentiment positive negative neutral JSON [] {} \" :"]
+    texts += ['Input: Output: analysis sentiment positive negative neutral JSON [] {} " :']
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), texts)
 
 

@@ -49,7 +49,7 @@ def download_sentibench(target: Path, archive: Path | None = None, url: str = SO
     if archive is not None:
         payload = Path(archive).read_bytes()
     else:
-        with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 - fixed https URL
+        with urllib.request.urlopen(url, timeout=120) as response:
             payload = response.read()
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,9 @@ def _take_text(
         return
     if not isinstance(text, str):
         reason = f"expected a string, got {type(text).__name__}"
-        result.rejects.append({"source": source, "location": location, "field": text_field, "reason": reason, "raw": record})
+        result.rejects.append(
+            {"source": source, "location": location, "field": text_field, "reason": reason, "raw": record}
+        )
         return
     text = text.replace("\x00", "").strip()
     if not text:
@@ -88,7 +90,12 @@ def read_texts(path: Path, text_field: str = "text") -> ReadResult:
             records = json.loads(text)
         except json.JSONDecodeError as exc:
             result.rejects.append(
-                {"source": source, "location": f"line {exc.lineno}", "field": "<json>", "reason": f"malformed JSON: {exc.msg}"}
+                {
+                    "source": source,
+                    "location": f"line {exc.lineno}",
+                    "field": "<json>",
+                    "reason": f"malformed JSON: {exc.msg}",
+                }
             )
             return result
         if not isinstance(records, list):
@@ -109,7 +116,13 @@ def read_texts(path: Path, text_field: str = "text") -> ReadResult:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 result.rejects.append(
-                    {"source": source, "location": location, "field": "<json>", "reason": f"malformed JSON: {exc.msg}", "raw": line}
+                    {
+                        "source": source,
+                        "location": location,
+                        "field": "<json>",
+                        "reason": f"malformed JSON: {exc.msg}",
+                        "raw": line,
+                    }
                 )
                 continue
             _take_text(record, text_field, source, location, result, {})

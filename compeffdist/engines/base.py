@@ -90,6 +90,3 @@ class Engine(ABC):
     @abstractmethod
     def next_token_logprobs(self, prompts: list[str], token_ids: list[list[int]]) -> list[list[float]]:
         """Log-probabilities of the given candidate token ids as the next token after each raw prompt."""
-
-    def close(self) -> None:
-        """Release the model (optional)."""

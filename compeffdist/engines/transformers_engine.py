@@ -53,14 +53,17 @@ class TransformersEngine(Engine):
         texts = [render_prompt(self.tokenizer, r, self.spec.chat_template_kwargs) for r in batch]
         # Chat templates already contain their BOS; raw prompts get the tokenizer's usual specials.
         encoded = [
-            self.tokenizer(t, add_special_tokens=r.messages is None)["input_ids"] for t, r in zip(texts, batch, strict=True)
+            self.tokenizer(t, add_special_tokens=r.messages is None)["input_ids"]
+            for t, r in zip(texts, batch, strict=True)
         ]
         budget = self.config.max_model_len - max_tokens
         out: list[GenerationResult] = []
         keep = []
         for request, ids in zip(batch, encoded, strict=True):
             if len(ids) > budget:
-                out.append(_error(request, f"prompt has {len(ids)} tokens; limit is {budget} (max_model_len - max_tokens)"))
+                out.append(
+                    _error(request, f"prompt has {len(ids)} tokens; limit is {budget} (max_model_len - max_tokens)")
+                )
             else:
                 keep.append((request, ids))
         if not keep:

@@ -33,7 +33,9 @@ class VLLMEngine(Engine):
         on_gpu = engine.num_gpus_per_actor > 0 and torch.cuda.is_available()
         kwargs: dict[str, Any] = {
             "model": resolve_model(model),
-            "dtype": "bfloat16" if model.dtype == "auto" and on_gpu else ("float32" if model.dtype == "auto" else model.dtype),
+            "dtype": "bfloat16"
+            if model.dtype == "auto" and on_gpu
+            else ("float32" if model.dtype == "auto" else model.dtype),
             "max_model_len": engine.max_model_len,
             "tensor_parallel_size": engine.tensor_parallel_size,
             "trust_remote_code": model.trust_remote_code,

@@ -1,0 +1,102 @@
+"""Config validation: strictness, field-path messages, cross-field rules, ready configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from compeffdist.config import ConfigError, JobConfig, load_config
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _base(data_root: Path) -> str:
+    return f"run: {{data_root: {data_root}}}\nmodels: {{teacher: {{name: t}}, student: {{name: s}}}}\n"
+
+
+def test_minimal_config_gets_paper_defaults(tmp_path, data_root):
+    config = load_config(_write(tmp_path, _base(data_root)))
+    assert config.selection.rate == 0.1 and config.selection.method == "soft"
+    assert config.difficulty.top_p == 0.95 and config.difficulty.exclude_top1
+    assert config.training.learning_rate == 5e-5 and config.training.epochs == 4
+    assert config.instructions.clustering.preference_percentile == 0.5
+
+
+def test_unknown_key_is_an_error_naming_the_path(tmp_path, data_root):
+    path = _write(tmp_path, _base(data_root) + "selection: {rate: 0.1, sampl_rate: 3}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "selection.sampl_rate" in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("rate", [0, 1.5, -0.1])
+def test_ratio_outside_unit_interval_is_rejected(tmp_path, data_root, rate):
+    with pytest.raises(ConfigError, match=r"selection\.rate"):
+        load_config(_write(tmp_path, _base(data_root) + f"selection: {{rate: {rate}}}\n"))
+
+
+def test_missing_data_root_names_the_download_command(tmp_path):
+    text = "run: {data_root: /nonexistent/sentibench}\nmodels: {teacher: {name: t}, student: {name: s}}\n"
+    with pytest.raises(ConfigError, match=r"run\.data_root.*data download sentibench"):
+        load_config(_write(tmp_path, text))
+
+
+def test_deepspeed_batch_mismatch_is_caught(tmp_path, data_root):
+    text = _base(data_root) + (
+        "training: {micro_batch_size: 2, gradient_accumulation_steps: 4, num_workers: 2,\n"
+        "  deepspeed: {train_batch_size: 64, zero_optimization: {stage: 2}}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"train_batch_size is 64 .* = 16"):
+        load_config(_write(tmp_path, text))
+
+
+def test_deepspeed_zero_section_is_validated_by_deepspeed(tmp_path, data_root):
+    text = _base(data_root) + "training: {deepspeed: {zero_optimization: {stage: 7}}}\n"
+    with pytest.raises(ConfigError, match=r"zero_optimization"):
+        load_config(_write(tmp_path, text))
+
+
+def test_actor_pool_bounds_checked(tmp_path, data_root):
+    text = _base(data_root) + "engines: {teacher: {min_actors: 3, max_actors: 2}}\n"
+    with pytest.raises(ConfigError, match=r"engines\.teacher.*min_actors"):
+        load_config(_write(tmp_path, text))
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path, data_root):
+    config = load_config(
+        _write(tmp_path, _base(data_root) + "run: {data_root: " + str(data_root) + ", output_dir: out}\n")
+    )
+    assert config.run.output_dir == (tmp_path / "out").resolve()
+
+
+def test_section_hash_changes_only_with_its_section(tmp_path, data_root):
+    config = load_config(_write(tmp_path, _base(data_root)))
+    before = (config.section_hash(("selection",)), config.section_hash(("difficulty",)))
+    config.selection.rate = 0.2
+    assert config.section_hash(("selection",)) != before[0]
+    assert config.section_hash(("difficulty",)) == before[1]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_ready_configs_validate(name, data_root, monkeypatch):
+    monkeypatch.setenv("COMPEFFDIST_DATA_ROOT", str(data_root))
+    config = load_config(REPO / "configs" / name)
+    assert isinstance(config, JobConfig)
+
+
+def test_paper_family_configs_carry_the_paper_recipe(data_root, monkeypatch):
+    monkeypatch.setenv("COMPEFFDIST_DATA_ROOT", str(data_root))
+    for name in ("llama3-70b-to-3b.yaml", "qwen3-32b-to-4b.yaml", "gemma3-27b-to-4b.yaml"):
+        config = load_config(REPO / "configs" / name)
+        t = config.training
+        assert (t.learning_rate, t.weight_decay, t.betas, t.epochs, t.warmup_steps) == (5e-5, 0.1, (0.9, 0.999), 4, 0)
+        assert t.max_seq_len == 2048 and t.gradient_clipping == 1.0 and t.lr_scheduler == "cosine"
+        assert config.selection.rate == 0.1 and config.instructions.min_attribute_count == 10
