@@ -41,6 +41,8 @@ class VLLMEngine(Engine):
             "trust_remote_code": model.trust_remote_code,
             "seed": seed,
             "max_num_seqs": max(engine.batch_size, 1),
+            # Compact guided JSON: weak models otherwise loop on grammar-legal whitespace until max_tokens.
+            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
         }
         if not on_gpu:
             kwargs.update(enforce_eager=True, gpu_memory_utilization=CPU_MEMORY_UTILIZATION)
@@ -104,15 +106,18 @@ class VLLMEngine(Engine):
         return [results[r.request_id] for r in requests]
 
     def next_token_logprobs(self, prompts: list[str], token_ids: list[list[int]]) -> list[list[float]]:
+        """Score each candidate as the last prompt token (prompt_logprobs): exact, unlike top-k sample logprobs."""
         from vllm import SamplingParams
 
-        params = [
-            SamplingParams(max_tokens=1, temperature=0.0, logprobs=len(ids), allowed_token_ids=list(ids))
-            for ids in token_ids
-        ]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
-        scores = []
-        for output, ids in zip(outputs, token_ids, strict=True):
-            step = output.outputs[0].logprobs[0]
-            scores.append([step[i].logprob if i in step else float("-inf") for i in ids])
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        inputs, index = [], []
+        for row, (prompt, candidates) in enumerate(zip(prompts, token_ids, strict=True)):
+            prefix = self.tokenizer(prompt)["input_ids"]
+            for column, candidate in enumerate(candidates):
+                inputs.append({"prompt_token_ids": [*prefix, candidate]})
+                index.append((row, column, candidate))
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        scores = [[float("-inf")] * len(c) for c in token_ids]
+        for (row, column, candidate), output in zip(index, outputs, strict=True):
+            scores[row][column] = output.prompt_logprobs[-1][candidate].logprob
         return scores
