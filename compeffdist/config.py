@@ -202,7 +202,20 @@ class SelectionConfig(StrictModel):
     mode: Literal["bernoulli", "exact"] = "bernoulli"
 
 
+class LoraSettings(StrictModel):
+    """Low-rank adapters (peft) for small GPUs; merged into the base weights when the model is exported."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
 class TrainingConfig(StrictModel):
+    """Student SFT; defaults are the paper's effective recipe (METHOD.md §4) on DeepSpeed ZeRO-2."""
+
     strategy: Literal["deepspeed", "ddp"] = "deepspeed"
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
@@ -218,18 +231,29 @@ class TrainingConfig(StrictModel):
     micro_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(8, ge=1)
     gradient_clipping: float = Field(1.0, ge=0)
-    packing: bool = False
-    bf16: bool = False
+    packing: bool = Field(True, description="Pack documents into max_seq_len rows with per-document attention.")
+    bf16: bool | None = Field(None, description="None: bf16 on GPU, fp32 on CPU (bf16 is emulated on AVX2).")
+    gradient_checkpointing: bool = Field(True, description="Activation checkpointing, as in the paper's recipe.")
     zero_stage: int = Field(2, ge=0, le=3)
     offload_optimizer: bool = False
     report_every_steps: int = Field(10, ge=1)
     checkpoint_every_steps: int = Field(100, ge=1)
+    max_failures: int = Field(
+        0, ge=-1, description="Worker-group restarts from the last checkpoint within one run (-1: unlimited)."
+    )
+    lora: LoraSettings | None = Field(None, description="None: full fine-tuning (the paper).")
     deepspeed: dict[str, Any] | None = Field(
         None, description="Full DeepSpeed config; None builds one from the fields above."
     )
 
+    @property
+    def use_bf16(self) -> bool:
+        return self.use_gpu if self.bf16 is None else self.bf16
+
     @model_validator(mode="after")
     def _deepspeed_consistent(self) -> TrainingConfig:
+        if self.lora is not None and self.strategy == "deepspeed" and self.zero_stage == 3:
+            raise ValueError("lora with zero_stage 3 is not supported: use zero_stage 0-2 or strategy ddp")
         if self.deepspeed is None:
             return self
         from compeffdist.training.deepspeed_config import check_deepspeed_config

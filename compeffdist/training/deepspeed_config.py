@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 def build_deepspeed_config(training: TrainingConfig) -> dict[str, Any]:
     """The DeepSpeed config a run uses: the user's own if given, else one built from the fields."""
     if training.deepspeed is not None:
-        return dict(training.deepspeed)
+        return _resolve_auto(dict(training.deepspeed), training)
     zero: dict[str, Any] = {"stage": training.zero_stage}
     if training.offload_optimizer and training.zero_stage > 0:
         zero["offload_optimizer"] = {"device": "cpu"}
@@ -21,7 +21,7 @@ def build_deepspeed_config(training: TrainingConfig) -> dict[str, Any]:
         "train_batch_size": training.micro_batch_size * training.gradient_accumulation_steps * training.num_workers,
         "gradient_clipping": training.gradient_clipping,
         "zero_optimization": zero,
-        "bf16": {"enabled": training.bf16},
+        "bf16": {"enabled": training.use_bf16},
         # The optimizer is a torch AdamW built by the trainer: DeepSpeed's fused/cpu Adam would JIT-compile
         # for over a minute on first use, and the torch one is what the paper's recipe specifies.
         "zero_allow_untested_optimizer": True,
@@ -29,9 +29,31 @@ def build_deepspeed_config(training: TrainingConfig) -> dict[str, Any]:
     }
 
 
+def _resolve_auto(config: dict[str, Any], training: TrainingConfig) -> dict[str, Any]:
+    """Fill the Hugging Face style "auto" batch values (DeepSpeed itself does not know "auto")."""
+    values = {
+        "train_micro_batch_size_per_gpu": training.micro_batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "train_batch_size": training.micro_batch_size * training.gradient_accumulation_steps * training.num_workers,
+        "gradient_clipping": training.gradient_clipping,
+    }
+    for key, value in values.items():
+        if config.get(key, "auto") == "auto":
+            config[key] = value
+    # The trainer always hands DeepSpeed a torch AdamW (see build_deepspeed_config).
+    config.setdefault("zero_allow_untested_optimizer", True)
+    return config
+
+
 def check_deepspeed_config(training: TrainingConfig) -> None:
     """Raise ValueError naming the DeepSpeed key when it contradicts the training section."""
     ds = training.deepspeed or {}
+    for key in ("optimizer", "scheduler"):
+        if key in ds:
+            raise ValueError(
+                f"deepspeed.{key} is not supported: the trainer builds AdamW and the schedule from the training "
+                "section (learning_rate, betas, eps, weight_decay, lr_scheduler, warmup_steps)"
+            )
     expected = {
         "train_micro_batch_size_per_gpu": training.micro_batch_size,
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
@@ -61,3 +83,18 @@ def check_deepspeed_config(training: TrainingConfig) -> None:
             raise ValueError(f"deepspeed.zero_optimization is invalid: {problems}") from exc
     if ds.get("bf16", {}).get("enabled") and not training.use_gpu:
         raise ValueError("deepspeed.bf16.enabled needs use_gpu: true (bf16 is emulated and very slow on CPU)")
+
+
+def validate_deepspeed_config(config: dict[str, Any]) -> None:
+    """Parse `config` with DeepSpeed's own parser (no process group) and raise ValueError on a bad key or value.
+
+    The batch-size triple is checked by `check_deepspeed_config`; it is left out here because
+    DeepSpeed assumes a world size of 1 when no process group exists.
+    """
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    single_process = {k: v for k, v in config.items() if k != "train_batch_size"}
+    try:
+        DeepSpeedConfig(single_process)
+    except Exception as exc:  # DeepSpeed raises AssertionError, ValueError or pydantic errors
+        raise ValueError(f"invalid DeepSpeed config: {exc}") from exc

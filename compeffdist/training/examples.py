@@ -1,0 +1,112 @@
+"""Turn selected (messages, teacher response) records into token ids with loss on the response only.
+
+The conversation is rendered with the student's own chat template; a token is trained on when
+its first character lies in the assistant turn (everything after the rendered prompt with the
+generation prompt), so tokenization boundaries never shift the mask.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """One training document: ids, labels (-100 outside the response) and whether it was cut."""
+
+    record_id: str
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+    @property
+    def loss_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+@dataclass(frozen=True)
+class RejectedExample:
+    record_id: str
+    field: str
+    reason: str
+    raw: str
+
+
+def parse_messages(raw: Any) -> list[dict[str, str]]:
+    """The user-side conversation stored as a JSON string; ValueError says what is wrong with it."""
+    try:
+        messages = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"messages is not JSON: {exc}") from exc
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise ValueError("every message needs a string 'content'")
+        if message.get("role") not in ("system", "user", "assistant"):
+            raise ValueError(f"unknown role {message.get('role')!r}")
+    if messages[-1]["role"] != "user":
+        raise ValueError("the last message must be the user turn the response answers")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def tokenize_example(
+    tokenizer: Any,
+    record_id: str,
+    messages: list[dict[str, str]],
+    response: str,
+    max_seq_len: int,
+    chat_template_kwargs: dict[str, Any] | None = None,
+) -> TokenizedExample | RejectedExample:
+    """Render, tokenize and mask one conversation; truncate it to `max_seq_len` tokens."""
+    kwargs = dict(chat_template_kwargs or {})
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+    full = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": response}], tokenize=False, **kwargs
+    )
+    if not full.startswith(prompt):
+        # e.g. templates that rewrite earlier turns once an assistant turn follows
+        reason = "chat template renders the prompt differently once a response follows"
+        return RejectedExample(record_id, "messages", reason, full)
+    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = list(encoded["input_ids"])
+    offsets = encoded["offset_mapping"]
+    labels = [tid if start >= len(prompt) else IGNORE_INDEX for tid, (start, _) in zip(input_ids, offsets, strict=True)]
+    truncated = len(input_ids) > max_seq_len
+    input_ids, labels = input_ids[:max_seq_len], labels[:max_seq_len]
+    if all(label == IGNORE_INDEX for label in labels):
+        reason = "prompt fills max_seq_len: no response token left" if truncated else "response has no tokens"
+        return RejectedExample(record_id, "response", reason, response)
+    return TokenizedExample(record_id, input_ids, labels, truncated)
+
+
+def build_examples(
+    rows: list[dict[str, Any]],
+    tokenizer: Any,
+    max_seq_len: int,
+    chat_template_kwargs: dict[str, Any] | None = None,
+) -> tuple[list[TokenizedExample], list[RejectedExample]]:
+    """Tokenize selection rows (record_id, messages, response); bad rows come back as rejects."""
+    examples: list[TokenizedExample] = []
+    rejects: list[RejectedExample] = []
+    for row in rows:
+        record_id = str(row["record_id"])
+        response = row.get("response")
+        if not isinstance(response, str) or not response.strip():
+            rejects.append(RejectedExample(record_id, "response", "empty or missing teacher response", repr(response)))
+            continue
+        try:
+            messages = parse_messages(row.get("messages"))
+        except ValueError as exc:
+            rejects.append(RejectedExample(record_id, "messages", str(exc), str(row.get("messages"))))
+            continue
+        result = tokenize_example(tokenizer, record_id, messages, response, max_seq_len, chat_template_kwargs)
+        if isinstance(result, TokenizedExample):
+            examples.append(result)
+        else:
+            rejects.append(result)
+    return examples, rejects

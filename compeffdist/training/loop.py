@@ -1,0 +1,259 @@
+"""The function every Ray Train worker runs: load the student, train on its data shard, checkpoint, export.
+
+Resuming: a checkpoint stores the optimizer step reached. Each epoch reads the shard in the same
+order (equal split, no locality, seeded local shuffle per epoch), so a resumed worker skips the
+micro batches it already trained on and continues with the same data and step count.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "train_state.json"
+METRICS_FILE = "metrics.jsonl"
+MODEL_DIR = "model"
+SHUFFLE_BUFFER_ROWS = 256
+
+
+@dataclass
+class WorkerState:
+    """What survives a restart besides the backend's weights and optimizer."""
+
+    step: int = 0
+    finished: bool = False
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Window:
+    """Sums since the last metrics row (this worker only; rows all-reduce them)."""
+
+    loss_sum: float = 0.0
+    micro_batches: int = 0
+    tokens: int = 0
+    loss_tokens: int = 0
+    lr: float = float("nan")  # the learning rate of the window's last optimizer step
+    started: float = field(default_factory=time.perf_counter)
+
+
+def load_student(student: Any, training: Any) -> Any:
+    """The student in fp32 (DeepSpeed casts to bf16 itself), with activation checkpointing and LoRA if set."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from compeffdist.models.registry import resolve_model
+
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if student.attn_implementation:
+        kwargs["attn_implementation"] = student.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model(student), trust_remote_code=student.trust_remote_code, **kwargs
+    )
+    if training.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if training.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        lora = training.lora
+        model = get_peft_model(
+            model,
+            LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM"),
+        )  # fmt: skip
+    model.train()
+    return model
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point; `config` is built by `compeffdist.training.trainer.run_training`."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from compeffdist.config import ModelSpec, TrainingConfig
+    from compeffdist.training.backends import DDPBackend, DeepSpeedBackend
+    from compeffdist.training.plan import TrainPlan, lr_multiplier
+
+    training = TrainingConfig.model_validate(config["training"])
+    student = ModelSpec.model_validate(config["student"])
+    plan = TrainPlan(**config["plan"])
+    rank = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(config["seed"])
+
+    model = load_student(student, training)
+    lr_factor = lr_multiplier(training.lr_scheduler, training.warmup_steps, plan.total_steps)
+    if training.strategy == "deepspeed":
+        backend: Any = DeepSpeedBackend(model, training, config["deepspeed"], lr_factor, config["dist_backend"])
+    else:
+        backend = DDPBackend(model, training, lr_factor, device)
+
+    state = _restore(ray.train.get_checkpoint(), backend, plan)
+    if state.finished:
+        return
+    start_step = state.step
+    shard = ray.train.get_dataset_shard("train")
+    window = Window()
+    for epoch in range(state.step // plan.steps_per_epoch, plan.epochs):
+        if state.step >= plan.total_steps:
+            break
+        trained_micro = plan.steps_per_epoch * plan.gradient_accumulation_steps
+        skip = (state.step - epoch * plan.steps_per_epoch) * plan.gradient_accumulation_steps
+        seen = 0
+        batches = shard.iter_batches(
+            batch_size=plan.micro_batch_size, batch_format="numpy", drop_last=True,
+            local_shuffle_buffer_size=SHUFFLE_BUFFER_ROWS, local_shuffle_seed=config["seed"] * 1000 + epoch,
+        )  # fmt: skip
+        for raw in batches:
+            seen += 1
+            if seen <= skip or seen > trained_micro:
+                continue  # already trained before the restart, or the tail that cannot fill a step
+            if (seen - 1) % plan.gradient_accumulation_steps == 0:
+                window.lr = backend.current_lr()
+            _train_micro(backend, raw, config, window)
+            if seen % plan.gradient_accumulation_steps == 0:
+                state.step += 1
+                if _after_step(state, epoch, plan, training, backend, window, rank, config):
+                    window = Window()
+                if state.step > start_step and state.step == config.get("fail_after_step"):
+                    raise RuntimeError(f"injected failure after step {state.step} (COMPEFFDIST_TRAIN_FAIL_AFTER_STEP)")
+                if state.step >= plan.total_steps:
+                    break
+        else:
+            if seen != plan.micro_batches_per_epoch:
+                raise RuntimeError(f"worker {rank} read {seen} micro batches in epoch {epoch}, "
+                                   f"expected {plan.micro_batches_per_epoch}: the data split is not equal")  # fmt: skip
+    _finish(state, backend, student, training, rank)
+
+
+def _train_micro(backend: Any, raw: dict[str, Any], config: dict[str, Any], window: Window) -> None:
+    from compeffdist.training.examples import IGNORE_INDEX
+    from compeffdist.training.packing import collate
+
+    batch, tokens = collate(raw, config["pad_token_id"], config["packed"])
+    window.loss_sum += backend.train_micro_batch(batch)
+    window.micro_batches += 1
+    window.tokens += tokens
+    window.loss_tokens += int((batch["labels"] != IGNORE_INDEX).sum())
+
+
+def _after_step(
+    state: WorkerState, epoch: int, plan: Any, training: Any, backend: Any, window: Window, rank: int,
+    config: dict[str, Any],
+) -> bool:  # fmt: skip
+    """Report a metrics row every `report_every_steps`, checkpoint every `checkpoint_every_steps`.
+
+    Returns whether a row was made (the metrics window starts over then).
+    """
+    import ray.train
+
+    last = state.step >= plan.total_steps
+    checkpoint_now = state.step % training.checkpoint_every_steps == 0 and not last
+    if not (last or checkpoint_now or state.step % training.report_every_steps == 0):
+        return False
+    state.metrics.append(_metrics_row(state, epoch, window, config))
+    if last:
+        return True  # the final row goes out with the exported model in _finish
+    if not checkpoint_now:
+        ray.train.report(state.metrics[-1])
+        return True
+    folder = Path(tempfile.mkdtemp(prefix="compeffdist-ckpt-"))
+    try:
+        backend.save(folder, rank)
+        if rank == 0:
+            _write_state(folder, state)
+        _report_folder(state.metrics[-1], folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return True
+
+
+def _metrics_row(state: WorkerState, epoch: int, window: Window, config: dict[str, Any]) -> dict[str, Any]:
+    """One stage-table row: loss averaged over all workers' micro batches, global token throughput."""
+    import torch
+    import torch.distributed as dist
+
+    elapsed = time.perf_counter() - window.started
+    device = "cuda" if config["dist_backend"] == "nccl" else "cpu"
+    sums = torch.tensor([window.loss_sum, window.micro_batches, window.tokens, window.loss_tokens],
+                        dtype=torch.float64, device=device)  # fmt: skip
+    dist.all_reduce(sums)
+    loss_sum, micro, tokens, loss_tokens = sums.tolist()
+    previous = state.metrics[-1] if state.metrics else {"tokens": 0, "loss_tokens": 0, "train_seconds": 0.0}
+    return {
+        "step": state.step,
+        "epoch": epoch,
+        "loss": loss_sum / micro,
+        "learning_rate": window.lr,
+        "tokens": previous["tokens"] + int(tokens),
+        "loss_tokens": previous["loss_tokens"] + int(loss_tokens),
+        "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+        "seconds_per_step": elapsed / max(1, state.step - previous.get("step", 0)),
+        "train_seconds": previous["train_seconds"] + elapsed,
+    }
+
+
+def _write_state(folder: Path, state: WorkerState) -> None:
+    (folder / STATE_FILE).write_text(json.dumps({"step": state.step, "finished": state.finished}), encoding="utf-8")
+    with open(folder / METRICS_FILE, "w", encoding="utf-8") as handle:
+        for row in state.metrics:
+            handle.write(json.dumps(row) + "\n")
+
+
+def _report_folder(metrics: dict[str, Any], folder: Path) -> None:
+    """Report with this rank's files (Ray merges all ranks' folders into one checkpoint)."""
+    import ray.train
+
+    checkpoint = ray.train.Checkpoint.from_directory(str(folder)) if any(folder.iterdir()) else None
+    ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _restore(checkpoint: Any, backend: Any, plan: Any) -> WorkerState:
+    if checkpoint is None:
+        return WorkerState()
+    with checkpoint.as_directory() as folder:
+        folder = Path(folder)
+        saved = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        metrics_path = folder / METRICS_FILE
+        metrics = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line]
+        state = WorkerState(step=saved["step"], finished=saved["finished"], metrics=metrics)
+        if state.step > plan.total_steps:
+            raise RuntimeError(f"checkpoint is at step {state.step} but this run has only {plan.total_steps} steps")
+        if not state.finished:
+            backend.load(folder)
+    print(f"[training] resumed from step {state.step} (finished={state.finished})", flush=True)
+    return state
+
+
+def _finish(state: WorkerState, backend: Any, student: Any, training: Any, rank: int) -> None:
+    """Gather the full weights, export a Hugging Face folder on rank 0, and report the final checkpoint."""
+    from transformers import AutoTokenizer
+
+    from compeffdist.models.registry import resolve_model
+
+    weights = backend.full_state_dict(rank)
+    state.finished = True
+    folder = Path(tempfile.mkdtemp(prefix="compeffdist-final-"))
+    try:
+        if rank == 0:
+            export = folder / MODEL_DIR
+            module = backend.module
+            if training.lora is not None:
+                module = module.merge_and_unload()  # plain weights that transformers and vLLM load
+                weights = None
+            module.config.use_cache = True
+            module.save_pretrained(export, state_dict=weights)
+            tokenizer = AutoTokenizer.from_pretrained(
+                resolve_model(student), trust_remote_code=student.trust_remote_code
+            )
+            tokenizer.save_pretrained(export)
+            _write_state(folder, state)
+        _report_folder(state.metrics[-1] if state.metrics else {"step": state.step}, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

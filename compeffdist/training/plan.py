@@ -1,0 +1,70 @@
+"""How many optimizer steps a run takes, and the learning-rate multiplier at each step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    """Step counts every worker agrees on before training starts.
+
+    Ray Data splits the rows equally (``equal=True``), so each worker gets ``rows // workers``
+    rows; the micro batches of an epoch that do not fill a whole optimizer step are skipped so
+    every epoch has the same steps and a resumed run can find its place by step count alone.
+    """
+
+    rows: int
+    workers: int
+    micro_batch_size: int
+    gradient_accumulation_steps: int
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+
+    @property
+    def micro_batches_per_epoch(self) -> int:
+        """Micro batches each worker draws from its shard in one epoch."""
+        return self.rows // self.workers // self.micro_batch_size
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_plan(
+    rows: int, workers: int, micro_batch_size: int, accumulation: int, epochs: int, max_steps: int | None
+) -> TrainPlan:
+    """Raise ValueError when the data cannot fill one optimizer step on every worker."""
+    micro_batches = rows // workers // micro_batch_size
+    steps_per_epoch = micro_batches // accumulation
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{rows} training sequences cannot fill one optimizer step: each of {workers} workers needs "
+            f"micro_batch_size × gradient_accumulation_steps = {micro_batch_size * accumulation} sequences"
+        )
+    total = steps_per_epoch * epochs
+    if max_steps is not None:
+        total = min(total, max_steps)
+    return TrainPlan(rows, workers, micro_batch_size, accumulation, epochs, steps_per_epoch, total)
+
+
+def lr_multiplier(kind: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """LambdaLR factor for optimizer step `step` (0-based), as transformers' schedules define it.
+
+    Linear warmup from 0, then cosine or linear decay towards 0 at `total_steps`, or constant.
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / warmup_steps
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return factor

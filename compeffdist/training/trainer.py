@@ -1,0 +1,116 @@
+"""Driver side of student fine-tuning: shard the sequences with Ray Data, run TorchTrainer, fetch the model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compeffdist.config import ModelSpec, TrainingConfig
+from compeffdist.training.plan import TrainPlan, make_plan
+
+FAIL_AFTER_STEP_ENV = "COMPEFFDIST_TRAIN_FAIL_AFTER_STEP"
+ROWS_PER_BLOCK = 64
+
+
+@dataclass
+class TrainingRun:
+    """What a finished run leaves behind: the exported model folder and one metrics row per report."""
+
+    model_dir: Path
+    metrics: list[dict[str, Any]]
+    plan: TrainPlan
+
+
+def sequences_dataset(sequences: list[dict[str, list[int]]]) -> Any:
+    """A Ray Dataset of training rows in small blocks, so Ray Data can split it evenly across workers."""
+    import pyarrow as pa
+    import ray.data
+
+    table = pa.Table.from_pylist(sequences, schema=pa.schema([(n, pa.list_(pa.int32())) for n in sequences[0]]))
+    blocks = [table.slice(start, ROWS_PER_BLOCK) for start in range(0, table.num_rows, ROWS_PER_BLOCK)]
+    return ray.data.from_arrow(blocks)
+
+
+def worker_config(
+    training: TrainingConfig, student: ModelSpec, plan: TrainPlan, seed: int, pad_token_id: int
+) -> dict[str, Any]:
+    """The plain-data `train_loop_config` each worker rebuilds its settings from."""
+    from compeffdist.training.deepspeed_config import build_deepspeed_config, validate_deepspeed_config
+
+    ds_config = None
+    if training.strategy == "deepspeed":
+        ds_config = build_deepspeed_config(training)
+        validate_deepspeed_config(ds_config)
+    fail_after = os.environ.get(FAIL_AFTER_STEP_ENV)
+    return {
+        "training": training.model_dump(mode="json"),
+        "student": student.model_dump(mode="json"),
+        "plan": plan.as_dict(),
+        "seed": seed,
+        "pad_token_id": pad_token_id,
+        "packed": training.packing,
+        "deepspeed": ds_config,
+        "dist_backend": "nccl" if training.use_gpu else "gloo",
+        "fail_after_step": int(fail_after) if fail_after else None,
+    }
+
+
+def run_training(
+    sequences: list[dict[str, list[int]]],
+    *,
+    student: ModelSpec,
+    training: TrainingConfig,
+    seed: int,
+    pad_token_id: int,
+    storage_dir: Path,
+    export_dir: Path,
+    run_name: str = "training",
+) -> TrainingRun:
+    """Train the student on `sequences` with Ray Train; resume from `storage_dir/run_name` if it holds checkpoints.
+
+    `storage_dir` must outlive a crash (the stage passes its work_dir) and, on a cluster, be storage
+    every node sees. The exported Hugging Face folder is copied to `export_dir`.
+    """
+    import ray.train
+    from ray.data import ExecutionOptions
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from compeffdist.training.loop import METRICS_FILE, MODEL_DIR, train_loop_per_worker
+
+    if not sequences:
+        raise ValueError("no training sequences")
+    plan = make_plan(
+        len(sequences), training.num_workers, training.micro_batch_size, training.gradient_accumulation_steps,
+        training.epochs, training.max_steps,
+    )  # fmt: skip
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=worker_config(training, student, plan, seed, pad_token_id),
+        scaling_config=ray.train.ScalingConfig(num_workers=training.num_workers, use_gpu=training.use_gpu),
+        torch_config=TorchConfig(backend="nccl" if training.use_gpu else "gloo"),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=str(Path(storage_dir).resolve()),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            failure_config=ray.train.FailureConfig(max_failures=training.max_failures),
+        ),
+        datasets={"train": sequences_dataset(sequences)},
+        # Same split and order on every run (no locality-driven assignment): what makes resume exact.
+        dataset_config=ray.train.DataConfig(
+            execution_options=ExecutionOptions(preserve_order=True), enable_shard_locality=False
+        ),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise RuntimeError(f"training failed: {result.error}") from result.error
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a final checkpoint")
+    with result.checkpoint.as_directory() as folder:
+        shutil.rmtree(export_dir, ignore_errors=True)
+        shutil.copytree(Path(folder) / MODEL_DIR, export_dir)
+        lines = (Path(folder) / METRICS_FILE).read_text(encoding="utf-8").splitlines()
+    return TrainingRun(model_dir=Path(export_dir), metrics=[json.loads(line) for line in lines if line], plan=plan)
