@@ -153,6 +153,7 @@ class ArtifactStore:
         manifest: Manifest,
         table: pa.Table | None,
         rejects: pa.Table | None = None,
+        parts: list[Path] | None = None,
         files_from: Path | None = None,
         started: float | None = None,
     ) -> Manifest:
@@ -167,6 +168,12 @@ class ArtifactStore:
                 pq.write_table(table.slice(start, ROWS_PER_PART), staging / name)
                 files.append(name)
             manifest.counts.setdefault("rows", table.num_rows)
+        for part in parts or []:
+            name = f"part-{len(files):05d}.parquet"
+            os.replace(part, staging / name)
+            files.append(name)
+        if parts is not None:
+            manifest.counts.setdefault("rows", sum(pq.ParquetFile(staging / f).metadata.num_rows for f in files))
         if rejects is not None and rejects.num_rows:
             pq.write_table(rejects, staging / REJECTS)
         manifest.counts.setdefault("rejects", rejects.num_rows if rejects is not None else 0)

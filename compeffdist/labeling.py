@@ -15,7 +15,9 @@ from collections import defaultdict
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from compeffdist.config import SamplingConfig
 from compeffdist.engines.base import GenerationRequest
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -112,37 +114,74 @@ def hash_offset(template_id: str, modulo: int) -> int:
     return int(hashlib.sha1(template_id.encode()).hexdigest()[:8], 16) % max(modulo, 1)
 
 
+class LabelingWorker:
+    """Actor-side: turn record rows into teacher requests, generate, return records + response columns."""
+
+    def __init__(self, model: dict[str, Any], engine: dict[str, Any], seed: int, sampling: dict[str, Any]) -> None:
+        from compeffdist.rowmap import GenerationWorker
+
+        self.generator = GenerationWorker(model, engine, seed)
+        self.sampling = SamplingConfig.model_validate(sampling)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        requests = [
+            GenerationRequest(
+                request_id=row["record_id"],
+                messages=[{"role": "user", "content": row["instruction"]}],
+                sampling=self.sampling,
+                json_schema=STRUCTURED_SCHEMA if row["kind"] == "structured" else None,
+            ).to_row()
+            for row in batch.select(["record_id", "instruction", "kind"]).to_pylist()
+        ]
+        request_table = pa.Table.from_pylist(requests).drop_columns(["request_id"])
+        for name in batch.column_names:
+            request_table = request_table.append_column(name, batch.column(name))
+        return self.generator(request_table.append_column("request_id", batch.column("record_id"))).drop_columns(
+            ["request_id"]
+        )
+
+
 def teacher_responses(ctx: StageContext) -> StageOutput:
-    """Stream every record through the teacher; failures stay in the table (error set) and in rejects."""
-    from compeffdist.rowmap import generate_resumable, token_usage
+    """Stream every record through the teacher; failures stay in the table (error set) and in rejects.
+
+    Records are read lazily from the `records` artifact and results are published shard by shard,
+    so neither the input nor the output passes through the driver's memory.
+    """
+    from compeffdist.rowmap import publish_shards, run_sharded_map, token_usage
 
     cfg = ctx.config
-    records = ctx.read("records")
-    sampling = cfg.labeling.sampling
-    requests = [
-        GenerationRequest(
-            request_id=row["record_id"],
-            messages=[{"role": "user", "content": row["instruction"]}],
-            sampling=sampling,
-            json_schema=STRUCTURED_SCHEMA if row["kind"] == "structured" else None,
-        )
-        for row in records.select(["record_id", "instruction", "kind"]).to_pylist()
-    ]
-    extra = records.drop_columns(["record_id"])
-    table = generate_resumable(ctx, requests, cfg.models.teacher, cfg.engines.teacher, "teacher", extra)
-    table = table.rename_columns(["record_id" if c == "request_id" else c for c in table.column_names])
+    worker_kwargs = {
+        "model": cfg.models.teacher.model_dump(mode="json"),
+        "engine": cfg.engines.teacher.model_dump(mode="json"),
+        "seed": cfg.run.seed,
+        "sampling": cfg.labeling.sampling.model_dump(mode="json"),
+    }
+    shard_dir, stats = run_sharded_map(
+        ctx, ctx.input_paths("records"), LabelingWorker, worker_kwargs, cfg.engines.teacher, "record_id", "teacher"
+    )
+    parts = publish_shards(shard_dir, "record_id", ctx.work_dir / "parts")
+    usage: dict[str, dict[str, int]] = {}
     failed = 0
-    for row in table.select(["record_id", "error", "response"]).to_pylist():
-        if row["error"]:
-            failed += 1
-            ctx.reject("teacher", row["record_id"], "response", row["error"], row["response"])
-    usage = token_usage(table)
+    for part in parts:
+        table = pq.read_table(part, columns=["record_id", "model", "prompt_tokens", "output_tokens", "error"])
+        token_usage(table, into=usage)
+        for row in table.select(["record_id", "error"]).to_pylist():
+            if row["error"]:
+                failed += 1
+                ctx.reject("teacher", row["record_id"], "response", row["error"])
+    engine = cfg.engines.teacher
     return StageOutput(
-        table=table,
-        counts={"records": table.num_rows, "failed": failed},
+        parts=parts,
+        counts={"failed": failed, "resumed": stats.resumed},
         models={"teacher": cfg.models.teacher.name},
         token_usage=usage,
-        extra={"sampling": sampling.model_dump(), "backend": cfg.engines.teacher.backend},
+        extra={
+            "sampling": cfg.labeling.sampling.model_dump(),
+            "backend": engine.backend,
+            "actor_seconds": round(stats.actor_seconds, 2),
+            "gpu_hours": round(stats.actor_seconds * engine.num_gpus_per_actor / 3600, 4),
+            "map_wall_seconds": round(stats.wall_seconds, 2),
+        },
     )
 
 

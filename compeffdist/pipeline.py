@@ -160,6 +160,7 @@ class Runner:
             manifest,
             output.table,
             rejects=rejects_table(ctx.rejects),
+            parts=output.parts,
             files_from=files if files.exists() and any(files.iterdir()) else None,
             started=started,
         )

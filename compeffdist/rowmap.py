@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,34 +74,55 @@ class ShardingMap:
         return pa.table(summary)
 
 
-def map_resumable(
+@dataclass
+class MapStats:
+    """What a sharded map did in this process (rows skipped thanks to earlier shards included)."""
+
+    rows: int = 0
+    resumed: int = 0
+    output_tokens: int = 0
+    errors: int = 0
+    actor_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+def run_sharded_map(
     ctx: StageContext,
-    rows: pa.Table,
+    source: pa.Table | list[str],
     worker_cls: type,
     worker_kwargs: dict[str, Any],
     engine: EngineConfig,
     id_column: str,
     desc: str,
-) -> pa.Table:
-    """Run `worker_cls(**worker_kwargs)(batch) -> table` over `rows` on a Ray actor pool, resumably.
+) -> tuple[Path, MapStats]:
+    """Stream `source` (a table, or Parquet paths read lazily) through `worker_cls` on a Ray actor pool.
 
-    The worker's output must keep `id_column`. Returns one output row per input id, in input order.
+    Rows whose id is already in a shard are skipped. Returns the shard folder and run statistics.
     """
-    import pyarrow.compute as pc
     import ray
 
     from compeffdist.raysession import ensure_ray
 
+    started = time.time()
     shard_dir = ctx.work_dir / SHARDS
     shard_dir.mkdir(parents=True, exist_ok=True)
     done = shard_ids(shard_dir, id_column)
-    pending = rows.filter(pc.invert(pc.is_in(rows.column(id_column), pa.array(sorted(done), pa.string()))))
+    ensure_ray(ctx.config.ray)
+    if isinstance(source, pa.Table):
+        total = source.num_rows
+        blocks = max(1, min(total // engine.batch_size, 1000))
+        dataset = ray.data.from_arrow(source).repartition(blocks)
+    else:
+        total = sum(pq.ParquetFile(p).metadata.num_rows for p in source)
+        dataset = ray.data.read_parquet(source)
+    stats = MapStats(rows=total, resumed=len(done))
     if done:
-        ctx.log(f"resuming: {len(done)} of {rows.num_rows} rows already in shards, {pending.num_rows} to go")
-    if pending.num_rows:
-        ensure_ray(ctx.config.ray)
-        blocks = max(1, min(pending.num_rows // engine.batch_size, 1000))
-        dataset = ray.data.from_arrow(pending).repartition(blocks)
+        ctx.log(f"resuming: {len(done)} of {total} rows already in shards, {total - len(done)} to go")
+        done_ids = pa.array(sorted(done), pa.string())
+        dataset = dataset.map_batches(
+            _drop_done, fn_kwargs={"done": done_ids, "id_column": id_column}, batch_format="pyarrow", batch_size=None
+        )
+    if total - len(done) > 0:
         mapped = dataset.map_batches(
             ShardingMap,
             fn_constructor_kwargs={
@@ -116,10 +138,57 @@ def map_resumable(
             num_gpus=engine.num_gpus_per_actor,
             # Ray Data restarts dead actors and retries their batches by default; shards make retries idempotent.
         )
-        progress = Progress(ctx, desc, total=pending.num_rows)
+        progress = Progress(ctx, desc, total=total - len(done))
         for summary in mapped.iter_rows():
             progress.update(summary)
         progress.finish()
+        stats.output_tokens, stats.errors = progress.tokens, progress.errors
+        stats.actor_seconds = progress.actor_seconds
+    stats.wall_seconds = time.time() - started
+    return shard_dir, stats
+
+
+def _drop_done(batch: pa.Table, done: pa.Array, id_column: str) -> pa.Table:
+    """Filter out rows whose id is already in a shard."""
+    import pyarrow.compute as pc
+
+    return batch.filter(pc.invert(pc.is_in(batch.column(id_column), value_set=done)))
+
+
+def publish_shards(shard_dir: Path, id_column: str, out_dir: Path) -> list[Path]:
+    """Rewrite shards as part files, one shard at a time, dropping ids already seen (bounded memory)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    parts = []
+    for index, path in enumerate(sorted(shard_dir.glob("*.parquet"))):
+        table = pq.read_table(path)
+        ids = table.column(id_column).to_pylist()
+        keep = [i for i, value in enumerate(ids) if value not in seen]
+        seen.update(ids)
+        if keep:
+            part = out_dir / f"shard-{index:06d}.parquet"
+            pq.write_table(table.take(keep) if len(keep) != len(ids) else table, part)
+            parts.append(part)
+    return parts
+
+
+def map_resumable(
+    ctx: StageContext,
+    rows: pa.Table,
+    worker_cls: type,
+    worker_kwargs: dict[str, Any],
+    engine: EngineConfig,
+    id_column: str,
+    desc: str,
+) -> pa.Table:
+    """Run `worker_cls(**worker_kwargs)(batch) -> table` over `rows` on a Ray actor pool, resumably.
+
+    The worker's output must keep `id_column`. Returns one output row per input id, in input order
+    (for outputs that fit in memory; large stages use run_sharded_map + publish_shards).
+    """
+    import pyarrow.compute as pc
+
+    shard_dir, _ = run_sharded_map(ctx, rows, worker_cls, worker_kwargs, engine, id_column, desc)
     table = read_shards(shard_dir, id_column)
     if table is None:
         return rows.slice(0, 0)
@@ -210,9 +279,9 @@ REQUEST_SCHEMA = pa.schema(
 )
 
 
-def token_usage(table: pa.Table) -> dict[str, dict[str, int]]:
-    """Prompt/output token totals per model, for the stage manifest."""
-    usage: dict[str, dict[str, int]] = {}
+def token_usage(table: pa.Table, into: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, int]]:
+    """Prompt/output token totals and request counts per model (accumulated into `into` if given)."""
+    usage: dict[str, dict[str, int]] = {} if into is None else into
     if table.num_rows == 0 or "model" not in table.column_names:
         return usage
     for row in table.select(["model", "prompt_tokens", "output_tokens"]).to_pylist():

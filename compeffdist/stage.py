@@ -22,6 +22,7 @@ class StageOutput:
     """What a stage function returns; the runner turns it into an artifact and manifest."""
 
     table: pa.Table | None = None
+    parts: list[Path] | None = None  # Parquet files already written (large outputs); moved into the artifact
     counts: dict[str, int] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     token_usage: dict[str, dict[str, int]] = field(default_factory=dict)

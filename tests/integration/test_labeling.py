@@ -33,6 +33,8 @@ def test_labeling_chain_writes_every_record_once_and_skips_when_done(tmp_path, d
     usage = manifest.token_usage[str(tiny_model_dir)]
     assert usage["requests"] == 16 and usage["output_tokens"] > 0 and usage["prompt_tokens"] > 0
     assert manifest.counts["failed"] == manifest.counts["rejects"]
+    assert set(responses.column("attempts").to_pylist()) <= {1, 2, 3}
+    assert manifest.extra["actor_seconds"] > 0
     # Task prompts show the template's demos before the user text.
     task = next(r for r in records.to_pylist() if r["kind"] == "classification")
     assert task["instruction"].count("Input:") == task["demos_shown"] + 1
