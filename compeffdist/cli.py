@@ -61,6 +61,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from compeffdist.accounting import write_accounting
     from compeffdist.pipeline import Runner
     from compeffdist.raysession import ensure_ray
 
@@ -80,6 +81,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     finally:
         print(_summary_table(config))
+        report = write_accounting(config, runner.store, [s.name for s in runner.stages])
+        totals, projection = report["totals"], report["projection"]
+        print(
+            f"tokens: {totals['prompt_tokens']} prompt / {totals['output_tokens']} output in "
+            f"{totals['requests']} requests; {totals['actor_seconds']:.0f} actor-s; "
+            f"~{projection['gpu_hours']:.3f} GPU-h projected on {projection['gpu_type']} "
+            f"({runner.store.root / 'accounting.json'})"
+        )
     return 0
 
 

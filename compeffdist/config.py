@@ -291,6 +291,16 @@ class EvaluationConfig(StrictModel):
         return value
 
 
+class AccountingConfig(StrictModel):
+    """How token counts turn into a GPU-hour estimate for a GPU type you might run on."""
+
+    gpu_type: str = "H100-80GB"
+    output_tokens_per_gpu_second: float = Field(
+        400.0, gt=0, description="Teacher decode throughput per GPU on gpu_type (measure yours with bench/)."
+    )
+    gpu_hour_usd: float | None = Field(None, ge=0)
+
+
 class JobConfig(StrictModel):
     """The root of a job config file."""
 
@@ -305,6 +315,7 @@ class JobConfig(StrictModel):
     selection: SelectionConfig = SelectionConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    accounting: AccountingConfig = AccountingConfig()
 
     def section(self, dotted: str) -> Any:
         """Return the sub-config at a dotted path such as 'engines.teacher'."""

@@ -1,0 +1,54 @@
+"""Run-level accounting: tokens per stage and model, actor-seconds, measured and projected GPU-hours."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from compeffdist.artifacts import ArtifactStore, write_json_atomic
+from compeffdist.config import JobConfig
+
+ACCOUNTING_FILE = "accounting.json"
+
+
+def build_accounting(config: JobConfig, store: ArtifactStore, stage_names: list[str]) -> dict[str, Any]:
+    """Sum what every finished stage's manifest recorded; project GPU-hours for `accounting.gpu_type`."""
+    stages: dict[str, Any] = {}
+    totals = {"prompt_tokens": 0, "output_tokens": 0, "requests": 0, "actor_seconds": 0.0, "gpu_hours": 0.0}
+    for name in stage_names:
+        manifest = store.manifest(name)
+        if manifest is None:
+            continue
+        entry = {
+            "wall_time_s": manifest.wall_time_s,
+            "models": manifest.models,
+            "token_usage": manifest.token_usage,
+            "actor_seconds": float(manifest.extra.get("actor_seconds", 0.0)),
+            "gpu_hours": float(manifest.extra.get("gpu_hours", 0.0)),
+        }
+        stages[name] = entry
+        for usage in manifest.token_usage.values():
+            for key in ("prompt_tokens", "output_tokens", "requests"):
+                totals[key] += int(usage.get(key, 0))
+        totals["actor_seconds"] += entry["actor_seconds"]
+        totals["gpu_hours"] += entry["gpu_hours"]
+    cfg = config.accounting
+    projected = totals["output_tokens"] / cfg.output_tokens_per_gpu_second / 3600
+    report: dict[str, Any] = {
+        "run": config.run.name,
+        "stages": stages,
+        "totals": totals,
+        "projection": {
+            "gpu_type": cfg.gpu_type,
+            "assumed_output_tokens_per_gpu_second": cfg.output_tokens_per_gpu_second,
+            "gpu_hours": round(projected, 4),
+            "usd": round(projected * cfg.gpu_hour_usd, 2) if cfg.gpu_hour_usd is not None else None,
+        },
+    }
+    return report
+
+
+def write_accounting(config: JobConfig, store: ArtifactStore, stage_names: list[str]) -> dict[str, Any]:
+    report = build_accounting(config, store, stage_names)
+    write_json_atomic(store.root / ACCOUNTING_FILE, json.dumps(report, indent=2, sort_keys=True))
+    return report
