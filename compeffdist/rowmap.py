@@ -26,6 +26,10 @@ from compeffdist.progress import Progress
 from compeffdist.stage import StageContext
 
 SHARDS = "shards"
+MAX_BLOCKS = 1000
+# Reads and id filtering are light; giving them a fraction of a CPU means an actor pool that holds
+# every core (e.g. 2 one-CPU actors on a 2-core machine) cannot starve its own input and deadlock.
+IO_TASK_CPUS = 0.1
 
 
 def shard_ids(shard_dir: Path, id_column: str) -> set[str]:
@@ -84,6 +88,7 @@ class MapStats:
     errors: int = 0
     actor_seconds: float = 0.0
     wall_seconds: float = 0.0
+    steady_tokens_per_second: float | None = None
 
 
 def run_sharded_map(
@@ -110,17 +115,22 @@ def run_sharded_map(
     ensure_ray(ctx.config.ray)
     if isinstance(source, pa.Table):
         total = source.num_rows
-        blocks = max(1, min(total // engine.batch_size, 1000))
-        dataset = ray.data.from_arrow(source).repartition(blocks)
+        # Pre-split in the driver: a repartition would need CPU tasks that the actor pool may be holding.
+        step = max(engine.batch_size, -(-total // MAX_BLOCKS))
+        dataset = ray.data.from_arrow([source.slice(i, step) for i in range(0, max(total, 1), step)])
     else:
         total = sum(pq.ParquetFile(p).metadata.num_rows for p in source)
-        dataset = ray.data.read_parquet(source)
+        dataset = ray.data.read_parquet(source, num_cpus=IO_TASK_CPUS)
     stats = MapStats(rows=total, resumed=len(done))
     if done:
         ctx.log(f"resuming: {len(done)} of {total} rows already in shards, {total - len(done)} to go")
         done_ids = pa.array(sorted(done), pa.string())
         dataset = dataset.map_batches(
-            _drop_done, fn_kwargs={"done": done_ids, "id_column": id_column}, batch_format="pyarrow", batch_size=None
+            _drop_done,
+            fn_kwargs={"done": done_ids, "id_column": id_column},
+            batch_format="pyarrow",
+            batch_size=None,
+            num_cpus=IO_TASK_CPUS,
         )
     if total - len(done) > 0:
         mapped = dataset.map_batches(
@@ -144,6 +154,7 @@ def run_sharded_map(
         progress.finish()
         stats.output_tokens, stats.errors = progress.tokens, progress.errors
         stats.actor_seconds = progress.actor_seconds
+        stats.steady_tokens_per_second = progress.steady_tokens_per_second
     stats.wall_seconds = time.time() - started
     return shard_dir, stats
 

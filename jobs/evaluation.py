@@ -1,0 +1,11 @@
+"""Run the `evaluation` stage alone (its inputs must be published already).
+
+    ray job submit --working-dir . -- python jobs/evaluation.py --config CONFIG [--force]
+"""
+
+import sys
+
+from compeffdist.jobentry import run_job
+
+if __name__ == "__main__":
+    sys.exit(run_job("evaluation", __doc__))

@@ -1,0 +1,11 @@
+"""Run the `perspectives` stage alone (its inputs must be published already).
+
+    ray job submit --working-dir . -- python jobs/perspectives.py --config CONFIG [--force]
+"""
+
+import sys
+
+from compeffdist.jobentry import run_job
+
+if __name__ == "__main__":
+    sys.exit(run_job("perspectives", __doc__))
