@@ -64,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from compeffdist.accounting import write_accounting
     from compeffdist.pipeline import Runner
     from compeffdist.raysession import ensure_ray
+    from compeffdist.report import write_report
 
     config = _load(args.config)
     runner = Runner(config)
@@ -81,13 +82,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     finally:
         print(_summary_table(config))
-        report = write_accounting(config, runner.store, [s.name for s in runner.stages])
-        totals, projection = report["totals"], report["projection"]
+        names = [s.name for s in runner.stages]
+        accounting = write_accounting(config, runner.store, names)
+        report = write_report(runner.store, names, accounting, config.run.name)
+        totals, projection = accounting["totals"], accounting["projection"]
         print(
             f"tokens: {totals['prompt_tokens']} prompt / {totals['output_tokens']} output in "
             f"{totals['requests']} requests; {totals['actor_seconds']:.0f} actor-s; "
-            f"~{projection['gpu_hours']:.3f} GPU-h projected on {projection['gpu_type']} "
-            f"({runner.store.root / 'accounting.json'})"
+            f"~{projection['gpu_hours']:.3f} GPU-h projected on {projection['gpu_type']}\n"
+            f"report: {report}"
         )
     return 0
 

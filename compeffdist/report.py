@@ -1,0 +1,72 @@
+"""The run report: one markdown page per run, rebuilt at the end of every `compeffdist run`.
+
+It is assembled from what stages published: manifests (timings, counts, tokens), accounting, and
+each stage's own report files (`files/*.md` are inlined, `files/*.png` embedded), so a stage that
+adds a plot or a table shows up here without this module knowing about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compeffdist.artifacts import ArtifactStore
+
+REPORT_FILE = "report.md"
+
+
+def _stage_table(store: ArtifactStore, stage_names: list[str]) -> list[str]:
+    lines = [
+        "| stage | rows | rejects | wall s | prompt tokens | output tokens | finished |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name in stage_names:
+        manifest = store.manifest(name)
+        if manifest is None:
+            lines.append(f"| {name} | – | – | – | – | – | not run |")
+            continue
+        usage = manifest.token_usage.values()
+        prompt = sum(u.get("prompt_tokens", 0) for u in usage)
+        output = sum(u.get("output_tokens", 0) for u in usage)
+        lines.append(
+            f"| {name} | {manifest.counts.get('rows', '')} | {manifest.counts.get('rejects', 0)} | "
+            f"{manifest.wall_time_s:.1f} | {prompt} | {output} | {manifest.finished_at} |"
+        )
+    return lines
+
+
+def _stage_files(store: ArtifactStore, name: str, root: Path) -> list[str]:
+    files = store.files_dir(name)
+    if not files.is_dir():
+        return []
+    lines: list[str] = []
+    for path in sorted(files.glob("*.md")):
+        body = path.read_text(encoding="utf-8").strip()
+        # Demote the stage report's own headings so they nest under this page's stage heading.
+        lines += [("##" + line) if line.startswith("#") else line for line in body.splitlines()] + [""]
+    for path in sorted(files.glob("*.png")):
+        lines += [f"![{name}: {path.stem}]({path.relative_to(root).as_posix()})", ""]
+    return lines
+
+
+def write_report(store: ArtifactStore, stage_names: list[str], accounting: dict[str, Any], title: str) -> Path:
+    """Write `<output_dir>/report.md` and return its path."""
+    totals, projection = accounting["totals"], accounting["projection"]
+    lines = [f"# compeffdist run: {title}", "", "## Stages", "", *_stage_table(store, stage_names), ""]
+    lines += [
+        "## Cost",
+        "",
+        f"- tokens: {totals['prompt_tokens']} prompt, {totals['output_tokens']} output, {totals['requests']} requests",
+        f"- actor time: {totals['actor_seconds']:.0f} s; GPU-hours measured: {totals['gpu_hours']:.3f}",
+        f"- projected on {projection['gpu_type']} at {projection['assumed_output_tokens_per_gpu_second']} output "
+        f"tok/s per GPU: {projection['gpu_hours']:.3f} GPU-hours"
+        + (f" (≈ ${projection['usd']})" if projection.get("usd") is not None else ""),
+        "",
+    ]
+    for name in stage_names:
+        section = _stage_files(store, name, store.root)
+        if section:
+            lines += [f"## {name}", "", *section]
+    path = store.root / REPORT_FILE
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path
