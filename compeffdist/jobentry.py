@@ -15,10 +15,12 @@ def run_job(stage: str | None, description: str) -> int:
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="job config YAML (paths relative to it)")
-    parser.add_argument("--force", action="store_true" if stage else "store", nargs=None if stage else "+")
     if stage is None:
         parser.add_argument("--until")
         parser.add_argument("--only", nargs="+")
+        parser.add_argument("--force", nargs="+", default=[])
+    else:
+        parser.add_argument("--force", action="store_true", help="re-run the stage even if up to date")
     args = parser.parse_args()
     argv = ["run", args.config]
     if stage is not None:

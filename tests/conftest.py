@@ -39,10 +39,3 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
-
-
-def write_config(path: Path, payload: dict) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(payload), encoding="utf-8")
-    return path

@@ -10,6 +10,14 @@ import pyarrow as pa
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 
+def write_config(path: Path, payload: dict) -> Path:
+    """Write a job config dict as YAML."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(payload), encoding="utf-8")
+    return path
+
+
 def tiny_config(tmp_path: Path, data_root: Path, model_dir: Path, **sections) -> dict:
     """A job config that runs in seconds: tiny teacher and student, a handful of texts."""
     config = {

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_config
-from helpers import labeling_stages, tiny_config
+from helpers import labeling_stages, tiny_config, write_config
 
 from compeffdist.config import JobConfig
 from compeffdist.pipeline import Runner
