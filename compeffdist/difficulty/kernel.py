@@ -1,0 +1,84 @@
+"""Vectorized per-token statistics from next-token distributions: rank score and log-likelihood.
+
+The rank score of a teacher token y_t (METHOD.md §3.1) is r_t / n_t when r_t < n_t and 1.0
+otherwise, where r_t is the 0-based rank of y_t in the scorer's next-token distribution sorted by
+probability and n_t, the 0.95-nucleus size, is 1 + the number of sorted tokens whose cumulative
+probability is below top_p. Ties are resolved in the teacher token's favour (r_t counts tokens
+with a strictly higher probability), so the rank does not depend on how a sort orders equal
+values (which matters for bf16 logits, where many values coincide).
+
+Positions are processed in chunks so that a [chunk, vocab] float32 block is the largest tensor
+alive: a 128k vocabulary over thousands of response positions never materializes at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# Tokens at or below this rank score count as "the scorer's top-1" in the official average.
+TOP1_EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    """Per-position results (1-D tensors of equal length)."""
+
+    rank_score: Any  # float32: r/n inside the nucleus, 1.0 outside
+    logprob: Any  # float32: log p(teacher token)
+    rank: Any  # int64: tokens strictly more probable than the teacher token
+    nucleus: Any  # int64: nucleus size n
+
+
+def token_stats(
+    hidden_or_logits: Any,
+    targets: Any,
+    top_p: float = 0.95,
+    chunk: int = 256,
+    head: Callable[[Any], Any] | None = None,
+) -> TokenStats:
+    """Rank score, log-probability, rank and nucleus size for each position.
+
+    `hidden_or_logits` is [N, H] hidden states when `head` (the LM head, hidden -> logits) is
+    given, else [N, V] logits; `targets` is [N] teacher token ids. Logits of any dtype are
+    upcast to float32 before the softmax. One descending sort per position gives the nucleus.
+    """
+    import torch
+
+    count = int(targets.shape[0])
+    device = hidden_or_logits.device
+    rank_score = torch.empty(count, dtype=torch.float32, device=device)
+    logprob = torch.empty(count, dtype=torch.float32, device=device)
+    rank = torch.empty(count, dtype=torch.int64, device=device)
+    nucleus = torch.empty(count, dtype=torch.int64, device=device)
+    with torch.inference_mode():
+        for start in range(0, count, max(1, chunk)):
+            stop = min(count, start + max(1, chunk))
+            block = hidden_or_logits[start:stop]
+            logits = (head(block) if head is not None else block).float()
+            target = targets[start:stop].to(device).long().unsqueeze(1)
+            probs = torch.softmax(logits, dim=-1)
+            target_prob = probs.gather(1, target)
+            sorted_probs = torch.sort(probs, dim=-1, descending=True).values
+            inside = (torch.cumsum(sorted_probs, dim=-1) < top_p).sum(dim=-1) + 1
+            inside = inside.clamp(max=probs.shape[-1])
+            above = (probs > target_prob).sum(dim=-1)
+            nucleus[start:stop] = inside
+            rank[start:stop] = above
+            rank_score[start:stop] = torch.where(
+                above < inside, above.float() / inside.float(), torch.ones_like(above, dtype=torch.float32)
+            )
+            logprob[start:stop] = (logits.gather(1, target) - torch.logsumexp(logits, dim=-1, keepdim=True)).squeeze(1)
+    return TokenStats(rank_score=rank_score, logprob=logprob, rank=rank, nucleus=nucleus)
+
+
+def mean_rank_score(token_scores: list[float], exclude_top1: bool = True) -> float:
+    """Sample score from token scores.
+
+    With `exclude_top1` (the official rule) only tokens with s_t > 1e-6 are averaged, i.e. the
+    tokens the scorer did not rank first; a sample whose every token is the scorer's top-1 scores
+    0.0. Otherwise all tokens are averaged. An empty list scores 0.0 either way.
+    """
+    kept = [s for s in token_scores if s > TOP1_EPSILON] if exclude_top1 else list(token_scores)
+    return sum(kept) / len(kept) if kept else 0.0

@@ -1,0 +1,215 @@
+"""Stages `difficulty` (score every teacher response) and `selection` (difficulty-prioritized subset)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from compeffdist.stage import Stage, StageContext, StageOutput
+
+SCORE_SCHEMA = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("difficulty", pa.float64()),
+        ("truncated", pa.bool_()),
+        ("response_tokens", pa.int64()),
+        ("input_tokens", pa.int64()),
+        ("error", pa.string()),
+    ]
+)
+SCORER_INPUT_COLUMNS = ["record_id", "messages", "instruction", "response"]
+DIFFICULTY_REPORT = "difficulty.md"
+DIFFICULTY_PLOT = "difficulty_histogram.png"
+SELECTION_REPORT = "selection.md"
+SELECTION_PLOT = "selection_histogram.png"
+SELECTION_GROUPS = "selection_groups.json"
+
+
+class DifficultyWorker:
+    """Ray Data actor: loads the scorer once, scores a batch of rows (SCORE_SCHEMA out)."""
+
+    def __init__(self, model: dict[str, Any], difficulty: dict[str, Any], engine: dict[str, Any], seed: int) -> None:
+        from compeffdist.config import DifficultyConfig, EngineConfig, ModelSpec
+        from compeffdist.difficulty.scorer import DifficultyScorer
+
+        self.scorer = DifficultyScorer(
+            ModelSpec.model_validate(model),
+            DifficultyConfig.model_validate(difficulty),
+            EngineConfig.model_validate(engine),
+            seed,
+        )
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        results = self.scorer.score(batch.select(SCORER_INPUT_COLUMNS).to_pylist())
+        return pa.Table.from_pylist([asdict(r) for r in results], schema=SCORE_SCHEMA)
+
+
+def _usable_rows(ctx: StageContext, table: pa.Table) -> pa.Table:
+    """Drop (and reject) rows the teacher failed on or answered with nothing."""
+    keep = []
+    for index, row in enumerate(table.select(["record_id", "response", "error"]).to_pylist()):
+        if row["error"]:
+            ctx.reject("responses", row["record_id"], "error", f"teacher failed: {row['error']}", row["response"])
+        elif not isinstance(row["response"], str) or not row["response"].strip():
+            ctx.reject("responses", row["record_id"], "response", "empty teacher response", row["response"])
+        else:
+            keep.append(index)
+    return table.take(keep)
+
+
+def score_difficulty(ctx: StageContext) -> StageOutput:
+    """Score every usable teacher response on a Ray actor pool; shards in ctx.work_dir make it resumable."""
+    from compeffdist.difficulty.report import difficulty_markdown, plot_histogram
+    from compeffdist.difficulty.scorer import MODEL_METRICS, scorer_spec
+    from compeffdist.rowmap import map_resumable, shard_ids
+
+    cfg = ctx.config
+    settings = cfg.difficulty
+    spec = scorer_spec(settings, cfg.models.student)
+    table = _usable_rows(ctx, ctx.read("responses"))
+    resumed = len(shard_ids(ctx.work_dir / "shards", "record_id"))
+    kwargs = {
+        "model": spec.model_dump(mode="json"),
+        "difficulty": settings.model_dump(mode="json"),
+        "engine": cfg.engines.scorer.model_dump(mode="json"),
+        "seed": cfg.run.seed,
+    }
+    scored = map_resumable(
+        ctx, table.select(SCORER_INPUT_COLUMNS), DifficultyWorker, kwargs, cfg.engines.scorer, "record_id", "scorer"
+    )
+    position = {rid: i for i, rid in enumerate(scored.column("record_id").to_pylist())}
+    scores = scored.to_pylist()
+    keep, columns = [], {"difficulty": [], "truncated": [], "response_tokens": []}
+    for index, record_id in enumerate(table.column("record_id").to_pylist()):
+        result = scores[position[record_id]]
+        if result["error"]:
+            ctx.reject("responses", record_id, "messages", f"cannot lay out for scoring: {result['error']}")
+            continue
+        keep.append(index)
+        for name in columns:
+            columns[name].append(result[name])
+    output = table.take(keep)
+    output = output.append_column("difficulty", pa.array(columns["difficulty"], pa.float64()))
+    output = output.append_column("difficulty_metric", pa.array([settings.metric] * len(keep), pa.string()))
+    output = output.append_column("truncated", pa.array(columns["truncated"], pa.bool_()))
+    output = output.append_column("response_tokens", pa.array(columns["response_tokens"], pa.int64()))
+
+    layout = "chat template" if settings.chat_template else "raw concatenation (official)"
+    report_settings = {"metric": settings.metric, "scorer": f"{settings.scorer}: {spec.name}", "layout": layout}
+    if settings.metric == "rank":
+        report_settings["average"] = "tokens not ranked first (official)" if settings.exclude_top1 else "all tokens"
+    rows = output.select(["difficulty", "truncated", "kind"]).to_pylist()
+    (ctx.files_dir / DIFFICULTY_REPORT).write_text(difficulty_markdown(rows, report_settings), encoding="utf-8")
+    values = [r["difficulty"] for r in rows if r["difficulty"] is not None]
+    plot_histogram({"records": values}, ctx.files_dir / DIFFICULTY_PLOT, settings.metric, f"{settings.metric} scores")
+
+    usage = {}
+    if settings.metric in MODEL_METRICS:
+        forwarded = sum(s["input_tokens"] for s in scores if not s["truncated"] and not s["error"])
+        usage[spec.name] = {"prompt_tokens": int(forwarded), "output_tokens": 0, "requests": len(scores)}
+    truncated = sum(columns["truncated"])
+    ctx.log(f"{len(values)} of {len(keep)} records scored ({settings.metric}); {truncated} truncated")
+    return StageOutput(
+        table=output,
+        counts={"rows": len(keep), "scored": len(values), "truncated": truncated, "resumed": resumed},
+        models={"scorer": spec.name},
+        token_usage=usage,
+        extra={**report_settings, "max_length": settings.max_length, "top_p": settings.top_p},
+    )
+
+
+def select_records(ctx: StageContext) -> StageOutput:
+    """Keep a difficulty-prioritized, optionally per-instruction stratified subset of the scored records."""
+    from compeffdist.difficulty.report import plot_histogram, selection_markdown
+    from compeffdist.difficulty.sampling import select
+
+    settings = ctx.config.selection
+    seed = ctx.config.run.seed
+    table = ctx.read("difficulty")
+    scored_mask = pc.is_valid(table.column("difficulty"))
+    pool = table.filter(scored_mask)
+    unscored = table.num_rows - pool.num_rows
+    rows = pool.select(["record_id", "difficulty", "cluster_id", "template_id", "kind"]).to_pylist()
+    groups = [(r["cluster_id"], r["template_id"]) for r in rows] if settings.strategy == "inprompt" else None
+    selection = select(
+        [r["record_id"] for r in rows],
+        [r["difficulty"] for r in rows],
+        groups,
+        settings.method,
+        settings.rate,
+        a=settings.a,
+        mode=settings.mode,
+        seed=seed,
+    )
+    selected = pool.append_column("selection_probability", pa.array(selection.probability, pa.float64()))
+    selected = selected.filter(pa.array(selection.kept))
+
+    metric = table.column("difficulty_metric")[0].as_py() if table.num_rows else "unknown"
+    report_settings = {
+        **settings.model_dump(),
+        "seed": seed,
+        "difficulty metric": metric,
+        "unscored (truncated)": unscored,
+    }
+    files = ctx.files_dir
+    (files / SELECTION_REPORT).write_text(selection_markdown(rows, selection, report_settings), encoding="utf-8")
+    plot_histogram(
+        {
+            "pool": [r["difficulty"] for r in rows],
+            "selected": [r["difficulty"] for r, k in zip(rows, selection.kept, strict=True) if k],
+        },
+        files / SELECTION_PLOT,
+        metric,
+        f"{settings.method} selection, rate {settings.rate}",
+    )
+    group_rows = [
+        {**_group_fields(g.group), "pool": g.pool, "selected": g.selected, "expected": g.expected, "rate": g.rate}
+        for g in selection.groups
+    ]
+    (files / SELECTION_GROUPS).write_text(json.dumps(group_rows, indent=1), encoding="utf-8")
+    ctx.log(f"selected {selected.num_rows} of {pool.num_rows} ({selection.rate:.3f}; target {settings.rate})")
+    return StageOutput(
+        table=selected,
+        counts={
+            "rows": selected.num_rows,
+            "pool": pool.num_rows,
+            "selected": selected.num_rows,
+            "unscored": unscored,
+            "groups": len(selection.groups),
+        },
+        extra={
+            "realized_rate": selection.rate,
+            "expected_rate": sum(g.expected for g in selection.groups) / max(pool.num_rows, 1),
+            "target_rate": settings.rate,
+            "difficulty_metric": metric,
+        },
+    )
+
+
+def _group_fields(group: Any) -> dict[str, Any]:
+    if group is None:
+        return {"group": "all"}
+    cluster_id, template_id = group
+    return {"cluster_id": cluster_id, "template_id": template_id}
+
+
+STAGES = [
+    Stage(
+        name="difficulty",
+        run=score_difficulty,
+        inputs=("responses",),
+        sections=("difficulty", "engines.scorer", "models.student", "run.seed"),
+        description="difficulty score of every teacher response (Ray Data actor pool, resumable shards)",
+    ),
+    Stage(
+        name="selection",
+        run=select_records,
+        inputs=("difficulty",),
+        sections=("selection", "run.seed"),
+        description="difficulty-prioritized sampling of the training subset",
+    ),
+]
