@@ -10,6 +10,18 @@ import pyarrow as pa
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 
+def stop_ray_by_temp_dir(temp_dir: str) -> None:
+    """Stop only the Ray processes of one `ray start --temp-dir` (`ray stop` would kill every Ray here)."""
+    import shutil
+    import subprocess
+    import time
+
+    for signal_name in ("TERM", "KILL"):
+        subprocess.run(["pkill", f"-{signal_name}", "-f", temp_dir], capture_output=True)
+        time.sleep(2)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 def write_config(path: Path, payload: dict) -> Path:
     """Write a job config dict as YAML."""
     import yaml

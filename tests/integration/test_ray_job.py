@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import tiny_config, write_config
+from helpers import stop_ray_by_temp_dir, tiny_config, write_config
 
 from compeffdist.artifacts import ArtifactStore
 
@@ -45,8 +44,7 @@ def ray_head():
     try:
         yield f"http://127.0.0.1:{dashboard}"
     finally:
-        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        stop_ray_by_temp_dir(temp_dir)
 
 
 def _wait(client, job_id: str, timeout: float = 300) -> None:
