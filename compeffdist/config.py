@@ -186,6 +186,12 @@ class DifficultyConfig(StrictModel):
     chat_template: bool = Field(True, description="False reproduces the official raw concatenation.")
     max_length: int = Field(2048, ge=16)
     position_chunk: int = Field(256, ge=1, description="Positions sorted at once (bounds memory for 128k vocabs).")
+    partial_sort_k: int = Field(
+        1024,
+        ge=0,
+        description="Sort only each position's top k first; positions whose nucleus is larger get a full sort "
+        "(exact either way). 0: always a full sort.",
+    )
 
     @model_validator(mode="after")
     def _proxy_given(self) -> DifficultyConfig:

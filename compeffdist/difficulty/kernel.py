@@ -9,6 +9,10 @@ values (which matters for bf16 logits, where many values coincide).
 
 Positions are processed in chunks so that a [chunk, vocab] float32 block is the largest tensor
 alive: a 128k vocabulary over thousands of response positions never materializes at once.
+The nucleus needs only the sorted prefix up to where the cumulative mass reaches top_p, so each
+position's top k (a partial sort, several times cheaper than a full one) is taken first, and only
+positions whose nucleus is larger than k are sorted in full: the result is the same as sorting
+every position.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ def token_stats(
     top_p: float = 0.95,
     chunk: int = 256,
     head: Callable[[Any], Any] | None = None,
+    partial_sort_k: int = 1024,
 ) -> TokenStats:
     """Rank score, log-probability, rank and nucleus size for each position.
 
     `hidden_or_logits` is [N, H] hidden states when `head` (the LM head, hidden -> logits) is
     given, else [N, V] logits; `targets` is [N] teacher token ids. Logits of any dtype are
-    upcast to float32 before the softmax. One descending sort per position gives the nucleus.
+    upcast to float32 before the softmax. A descending sort per position (of its top
+    `partial_sort_k` first, see the module doc; 0 sorts everything) gives the nucleus.
     """
     import torch
 
@@ -60,9 +66,7 @@ def token_stats(
             target = targets[start:stop].to(device).long().unsqueeze(1)
             probs = torch.softmax(logits, dim=-1)
             target_prob = probs.gather(1, target)
-            sorted_probs = torch.sort(probs, dim=-1, descending=True).values
-            inside = (torch.cumsum(sorted_probs, dim=-1) < top_p).sum(dim=-1) + 1
-            inside = inside.clamp(max=probs.shape[-1])
+            inside = nucleus_sizes(probs, top_p, partial_sort_k)
             above = (probs > target_prob).sum(dim=-1)
             nucleus[start:stop] = inside
             rank[start:stop] = above
@@ -71,6 +75,23 @@ def token_stats(
             )
             logprob[start:stop] = (logits.gather(1, target) - torch.logsumexp(logits, dim=-1, keepdim=True)).squeeze(1)
     return TokenStats(rank_score=rank_score, logprob=logprob, rank=rank, nucleus=nucleus)
+
+
+def nucleus_sizes(probs: Any, top_p: float, partial_sort_k: int = 1024) -> Any:
+    """1 + the number of sorted probabilities whose cumulative sum is below top_p, per row (at most V)."""
+    import torch
+
+    vocab = probs.shape[-1]
+    if not 0 < partial_sort_k < vocab:
+        cumulative = torch.cumsum(torch.sort(probs, dim=-1, descending=True).values, dim=-1)
+        return ((cumulative < top_p).sum(dim=-1) + 1).clamp(max=vocab)
+    cumulative = torch.cumsum(torch.topk(probs, partial_sort_k, dim=-1, sorted=True).values, dim=-1)
+    sizes = (cumulative < top_p).sum(dim=-1) + 1
+    # Rows whose top k holds less than top_p have a larger nucleus: only those need the full sort.
+    open_rows = cumulative[:, -1] < top_p
+    if bool(open_rows.any()):
+        sizes[open_rows] = nucleus_sizes(probs[open_rows], top_p, partial_sort_k=0)
+    return sizes
 
 
 def mean_rank_score(token_scores: list[float], exclude_top1: bool = True) -> float:

@@ -175,6 +175,7 @@ class DifficultyScorer:
                     top_p=self.config.top_p,
                     chunk=self.config.position_chunk,
                     head=self.head,
+                    partial_sort_k=self.config.partial_sort_k,
                 )
             for record_id, first, last in spans:
                 out[record_id] = (stats.rank_score[first:last].cpu(), stats.logprob[first:last].cpu())

@@ -83,3 +83,16 @@ def test_sample_score_excludes_top1_tokens_by_default():
     assert mean_rank_score([0.0, 0.0]) == 0.0
     assert mean_rank_score([]) == 0.0
     assert mean_rank_score([5e-7, 0.2]) == pytest.approx(0.2)  # at or below 1e-6 counts as top-1
+
+
+def test_partial_sort_gives_the_full_sort_nucleus():
+    generator = torch.Generator().manual_seed(2)
+    # Mixed rows: peaked ones (nucleus inside the top k) and flat ones (nucleus beyond it).
+    logits = torch.cat([torch.randn(20, 500, generator=generator) * 8, torch.randn(20, 500, generator=generator)])
+    targets = torch.randint(0, 500, (40,), generator=generator)
+    full = token_stats(logits, targets, partial_sort_k=0)
+    for k in (1, 16, 499):
+        partial = token_stats(logits, targets, partial_sort_k=k)
+        assert partial.nucleus.tolist() == full.nucleus.tolist()
+        assert partial.rank_score.tolist() == full.rank_score.tolist()
+    assert full.nucleus.min() < 16 < full.nucleus.max()
