@@ -150,8 +150,9 @@ class ClusteringConfig(StrictModel):
     preference_percentile: float = Field(0.5, ge=0.0, le=100.0, description="Percent units, as np.percentile.")
     damping: float = Field(0.9, ge=0.5, lt=1.0)
     max_iter: int = Field(1000, ge=10)
-    frequency_duplication: bool = True
+    frequency_duplication: bool = Field(True, description="Repeat each embedding int(log1p(count)) more times.")
     n_clusters: int = Field(200, ge=1, description="For kmeans/agglomerative.")
+    kmeans_weight_exponent: float = Field(0.3, ge=0.0, description="kmeans sample_weight = count ** exponent.")
 
 
 class InstructionsConfig(StrictModel):
@@ -167,7 +168,17 @@ class InstructionsConfig(StrictModel):
     seed_demos_per_task: int = Field(7, ge=0)
     demo_requests_per_task: int = Field(16, ge=0)
     max_generated_demos_per_task: int = Field(32, ge=0)
-    structured_output: bool = True
+    structured_output: bool = Field(
+        True, description="Ask for JSON (schema in each request; guided decoding on vLLM); free-form is parsed too."
+    )
+    parse_retries: int = Field(
+        1, ge=0, description="Re-asks per teacher answer that does not parse (only when sampling, temperature > 0)."
+    )
+    near_duplicate_threshold: float = Field(
+        0.85, gt=0.0, le=1.0, description="Word-set Jaccard similarity at which two prompts or demos are duplicates."
+    )
+    embedding_batch_size: int = Field(32, ge=1)
+    embedding_num_gpus: float = Field(0.0, ge=0.0, description="GPUs per embedding actor.")
 
 
 class LabelingConfig(StrictModel):

@@ -1,0 +1,94 @@
+"""Quality filters for generated prompts, tasks and demos: duplicates, near-duplicates, two-text tasks,
+leaked "reference text" mentions, and the task kind when the teacher's type label is missing or odd."""
+
+from __future__ import annotations
+
+import re
+
+# The official S8 filter (pairs that mean a task compares two texts), plus the common "first/second text".
+TWO_TEXT_PAIRS = (
+    ("text 1", "text 2"),
+    ("text1", "text2"),
+    ("text a", "text b"),
+    ("plot 1", "plot 2"),
+    ("review 1", "review 2"),
+    ("first text", "second text"),
+)
+
+
+def mentions_two_texts(text: str) -> bool:
+    lowered = text.lower()
+    return any(a in lowered and b in lowered for a, b in TWO_TEXT_PAIRS)
+
+
+def mentions_reference_text(text: str) -> bool:
+    return bool(re.search(r"reference\s+texts?", text, re.I))
+
+
+def word_set(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
+
+
+class NearDuplicateFilter:
+    """Remembers accepted texts; `accept` refuses exact and near duplicates (word-set Jaccard >= threshold).
+
+    Callers feed candidates in a deterministic order, so which copy survives is deterministic too.
+    """
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._seen: list[frozenset[str]] = []
+        self._exact: set[str] = set()
+
+    def accept(self, text: str) -> bool:
+        key = " ".join(text.lower().split())
+        if key in self._exact:
+            return False
+        words = word_set(text)
+        if any(jaccard(words, other) >= self.threshold for other in self._seen):
+            return False
+        self._exact.add(key)
+        self._seen.append(words)
+        return True
+
+
+KIND_SYNONYMS = {
+    "classification": "classification",
+    "classify": "classification",
+    "categorization": "classification",
+    "rating": "rating",
+    "scoring": "rating",
+    "score": "rating",
+    "scoring/rating": "rating",
+    "regression": "rating",
+    "extraction": "extraction",
+    "information extraction": "extraction",
+    "extract": "extraction",
+    "structured": "structured",
+    "structured output": "structured",
+    "json": "structured",
+}
+KIND_CUES = (
+    ("structured", r"\bjson\b|\btable\b|structured|\bfields?\b|\bschema\b"),
+    ("rating", r"\brat(e|ing)\b|\bscor(e|ing)\b|\bscale\b|\b1\s*(-|to)\s*(5|10)\b"),
+    ("extraction", r"\bextract|\bspans?\b|\bkeywords?\b|key (sentence|phrase)|\bidentify the (words|phrases)"),
+    ("classification", r"classif|categor|\blabel|\bdetect|\bwhether\b"),
+)
+
+
+def task_kind(declared: str, name: str, description: str) -> str:
+    """The teacher's declared type if recognizable, else inferred from cues; classification by default."""
+    declared_key = " ".join(declared.lower().replace("_", " ").split())
+    if declared_key in KIND_SYNONYMS:
+        return KIND_SYNONYMS[declared_key]
+    text = f"{name} {description}".lower()
+    for kind, pattern in KIND_CUES:
+        if re.search(pattern, text):
+            return kind
+    return "classification"

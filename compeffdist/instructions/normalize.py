@@ -1,0 +1,102 @@
+"""Attribute-name normalization and aggregation (METHOD.md S3.1, `collect_attr.py`).
+
+Rules, applied to each raw (lower-cased) name in this order:
+- with ':' keep the part before the first ':' ("tone: sarcastic" -> "tone");
+- else with '/' split into several attributes ("regret/anger" -> "regret", "anger");
+- else with "use of " keep what follows ("use of sarcasm" -> "sarcasm").
+Then aggregate: a normalized attribute counts the texts that mention it (a teacher that repeats
+"Tone" ten times in one answer counts once) and is kept when its count is strictly above the threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+def normalize_attribute_name(raw: str) -> list[str]:
+    """The normalized attribute name(s) of one raw name (empty list if nothing usable is left)."""
+    name = " ".join(raw.lower().replace("**", "").split()).strip(" .,;\"'`-*")
+    name = re.sub(r"^attribute\s*(?:name)?\s*:\s*", "", name)
+    if ":" in name:
+        parts = [name.split(":", 1)[0]]
+    elif "/" in name:
+        parts = name.split("/")
+    elif "use of " in name:
+        parts = [name.split("use of ", 1)[1]]
+    else:
+        parts = [name]
+    cleaned = [" ".join(p.split()).strip(" .,;\"'`-*()") for p in parts]
+    return [p for p in cleaned if p]
+
+
+def attribute_id(name: str) -> str:
+    """Stable id of a normalized attribute name."""
+    return hashlib.sha1(name.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass
+class Mention:
+    """One attribute as parsed from one text's teacher answer."""
+
+    text_id: str
+    raw_name: str
+    description: str
+    value: str
+
+
+@dataclass
+class Attribute:
+    """A normalized attribute with its evidence."""
+
+    name: str
+    count: int = 0  # texts mentioning it
+    variants: Counter[str] = field(default_factory=Counter)  # raw names and how often each was seen
+    descriptions: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def attribute_id(self) -> str:
+        return attribute_id(self.name)
+
+    def top_descriptions(self, k: int) -> list[str]:
+        """Most common descriptions; ties broken alphabetically (deterministic, unlike the official random.choice)."""
+        ranked = sorted(self.descriptions.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [d for d, _ in ranked[:k]]
+
+    @property
+    def description(self) -> str:
+        top = self.top_descriptions(1)
+        return top[0] if top else ""
+
+
+def aggregate_attributes(mentions: Iterable[Mention]) -> dict[str, Attribute]:
+    """Normalized name -> Attribute, counting each (text, attribute) pair once."""
+    attributes: dict[str, Attribute] = {}
+    seen: set[tuple[str, str]] = set()
+    for mention in mentions:
+        for name in normalize_attribute_name(mention.raw_name):
+            attribute = attributes.setdefault(name, Attribute(name))
+            attribute.variants[mention.raw_name.lower().strip()] += 1
+            if mention.description:
+                attribute.descriptions[mention.description] += 1
+            if (mention.text_id, name) not in seen:
+                seen.add((mention.text_id, name))
+                attribute.count += 1
+    return attributes
+
+
+def frequent_attributes(attributes: dict[str, Attribute], min_count: int) -> list[Attribute]:
+    """Attributes seen strictly more than `min_count` times, most frequent first (ties by name)."""
+    kept = [a for a in attributes.values() if a.count > min_count]
+    return sorted(kept, key=lambda a: (-a.count, a.name))
+
+
+def count_histogram(attributes: Iterable[Attribute]) -> dict[int, int]:
+    """How many attributes have each count (for the report)."""
+    histogram: dict[int, int] = defaultdict(int)
+    for attribute in attributes:
+        histogram[attribute.count] += 1
+    return dict(sorted(histogram.items()))

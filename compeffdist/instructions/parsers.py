@@ -1,0 +1,381 @@
+"""Parsers for every teacher answer: JSON first (schema-shaped, possibly truncated), then the free-form
+layouts the official prompts produce (numbered markdown lists, bold or plain names, labelled fields).
+
+Each parser returns a `Parsed` with the validated items and how they were found; items that fail
+validation are dropped one by one, so a half-good answer still yields its good half.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from compeffdist.instructions.lenient_json import close_truncated_json, extract_json
+from compeffdist.instructions.schemas import AttributeItem, Demo, StandardizedTask, TaskIdea
+
+T = TypeVar("T", bound=BaseModel)
+
+MAX_ATTRIBUTE_NAME_WORDS = 6
+MIN_PROMPT_WORDS = 4
+MAX_PROMPT_WORDS = 80  # longer "prompts" are run-on text, not one instruction
+# Small teachers echo the answer format ("description", "Attribute Value") as if it were an attribute.
+FORMAT_WORDS = frozenset(
+    [
+        "name",
+        "description",
+        "value",
+        "attribute",
+        "attributes",
+        "attribute name",
+        "attribute description",
+        "attribute value",
+        "input",
+        "output",
+        "text",
+        "example",
+        "type",
+    ]
+)
+FUNCTION_WORDS = frozenset(["the", "a", "an", "of", "and", "or", "to", "in", "is", "it", "this", "that"])
+ITEM_START = re.compile(r"^\s*(?:#+\s*)?(?:\d{1,3}\s*[.)]|[-*•+])\s+(?=\S)")
+BOLD_LEAD = re.compile(r"^\s*\*\*(.+?)\*\*\s*[:\-–—]?\s*")
+# Labels written by the official prompts' layouts, bold or not, with ':' or ' - ' after them.
+LABEL = r"(?:\*\*|__)?\s*(?P<label>{names})\s*(?:\*\*|__)?\s*(?:[:：]|\s[-–—]\s?)\s*(?:\*\*|__)?"
+
+
+@dataclass
+class Parsed(Generic[T]):
+    """Validated items and the route that found them ("json", "text" or "none")."""
+
+    items: list[T] = field(default_factory=list)
+    method: str = "none"
+    dropped: int = 0  # candidate items that failed validation
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.items)
+
+
+def _validate_items(model: type[T], raw_items: Iterable[Any]) -> tuple[list[T], int]:
+    items, dropped = [], 0
+    for raw in raw_items:
+        try:
+            items.append(model.model_validate(raw))
+        except ValidationError:
+            dropped += 1
+    return items, dropped
+
+
+def _json_items(text: str, keys: tuple[str, ...]) -> list[Any] | None:
+    """The item list of a JSON answer: a top-level list, or the list under one of `keys` (first found)."""
+    value = extract_json(text)
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        for key in keys:
+            if isinstance(value.get(key), list):
+                return value[key]
+        lists = [v for v in value.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            return lists[0]
+    return None
+
+
+def _parse(
+    model: type[T], text: str, keys: tuple[str, ...], free_form: Callable[[str], list[dict[str, Any]]]
+) -> Parsed[T]:
+    raw = _json_items(text, keys)
+    if raw:
+        items, dropped = _validate_items(model, raw)
+        if items:
+            return Parsed(items, "json", dropped)
+    items, dropped = _validate_items(model, free_form(text))
+    return Parsed(items, "text" if items else "none", dropped)
+
+
+def split_items(text: str) -> list[str]:
+    """Split a numbered or bulleted list into items (continuation lines stay with their item).
+
+    Sub-bullets that are labelled fields ("- Attribute Value: ...") continue the current item.
+    """
+    items: list[list[str]] = []
+    field_line = re.compile(r"^\s*[-*•+]?\s*(?:\*\*)?\s*(?:attribute|task)\s+(?:description|value|input|output)", re.I)
+    for line in text.splitlines():
+        starts = ITEM_START.match(line) and not (items and field_line.match(line))
+        if starts:
+            items.append([ITEM_START.sub("", line, count=1)])
+        elif items:
+            items[-1].append(line)
+    return ["\n".join(lines).strip() for lines in items if "".join(lines).strip()]
+
+
+def _clean(text: str) -> str:
+    """Strip markdown emphasis, wrapping quotes/backticks and surrounding punctuation noise."""
+    text = text.strip().replace("**", "").replace("__", "")
+    text = text.strip("`").strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":
+        text = text[1:-1]
+    return text.strip(" \t\"'“”").strip()
+
+
+def _labelled(text: str, names: str) -> list[tuple[str, str]]:
+    """(label, value) pairs for labels like "Task Name:" / "**Attribute Value** -" anywhere in `text`."""
+    pattern = re.compile(r"(?:^|(?<=\s)|(?<=\*))" + LABEL.format(names=names), re.I | re.M)
+    matches = list(pattern.finditer(text))
+    pairs = []
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        value = text[match.end() : end].strip().rstrip("-*+•").strip()  # the next field's bullet
+        pairs.append((re.sub(r"\s+", " ", match.group("label").lower()), value))
+    return pairs
+
+
+# ---------------------------------------------------------------- S2: attributes
+
+
+def parse_attributes(text: str) -> Parsed[AttributeItem]:
+    """Attributes from JSON ({"attributes": [...]}) or an official-style list.
+
+    Accepts "1. **Tone**: Attribute Description - ... Attribute Value - ...", plain names,
+    values inside the name ("**Tone: Contrarian**"), sub-bulleted fields and "Name: description".
+    Names longer than a few words, or not starting with a letter, are not attribute names.
+    """
+    parsed = _parse(AttributeItem, text, ("attributes",), _free_form_attributes)
+    kept = [item for item in parsed.items if _plausible_name(item.name)]
+    return Parsed(kept, parsed.method if kept else "none", parsed.dropped + len(parsed.items) - len(kept))
+
+
+def _plausible_name(name: str) -> bool:
+    """Short, starts with a letter, not a word of the answer format, not only function words."""
+    words = name.lower().split()
+    return (
+        0 < len(words) <= MAX_ATTRIBUTE_NAME_WORDS
+        and name[0].isalpha()
+        and " ".join(words) not in FORMAT_WORDS
+        and not set(words) <= FUNCTION_WORDS
+    )
+
+
+def _free_form_attributes(text: str) -> list[dict[str, Any]]:
+    items = []
+    for item in split_items(text) or _attribute_blocks(text):
+        name, rest = _lead_name(item)
+        fields = dict(_labelled(rest, r"attribute\s+description|attribute\s+value|description|value"))
+        description = fields.get("attribute description", fields.get("description", ""))
+        value = fields.get("attribute value", fields.get("value", ""))
+        if not fields:
+            description = rest
+        name = re.sub(r"^attribute\s*(?:name)?\s*[:\-]\s*", "", _clean(name), flags=re.I)
+        items.append({"name": name.lower(), "description": _first_alnum(description), "value": _first_alnum(value)})
+    return items
+
+
+def _attribute_blocks(text: str) -> list[str]:
+    """Unnumbered layout: "Attribute: Tone" (or just "Tone") lines followed by labelled fields."""
+    blocks: list[list[str]] = []
+    for line in text.splitlines():
+        if re.match(r"^\s*(?:\*\*)?\s*attribute\s+(?:description|value)", line, re.I):
+            if blocks:
+                blocks[-1].append(line)
+        elif line.strip():
+            blocks.append([line])
+    return ["\n".join(b) for b in blocks if len(b) > 1]
+
+
+def _lead_name(item: str) -> tuple[str, str]:
+    """Split an item into its name and the rest: a bold lead, else text before ':' or ' - '."""
+    bold = BOLD_LEAD.match(item)
+    if bold:
+        return bold.group(1).strip().rstrip(":"), item[bold.end() :]
+    first_line, _, others = item.partition("\n")
+    match = re.match(r"^(.*?)(?:\s*[:：]\s*|\s+[-–—]\s+)(.*)$", first_line)
+    if match and not re.match(r"^\s*attribute\s+(?:description|value)", first_line, re.I):
+        return match.group(1), (match.group(2) + "\n" + others).strip()
+    return first_line, others
+
+
+def _first_alnum(text: str) -> str:
+    """Keep from the first letter or digit on (the official S2 rule), first paragraph only."""
+    text = text.split("\n\n")[0]
+    match = re.search(r"[A-Za-z0-9]", text)
+    return " ".join(_clean(text[match.start() :]).split()) if match else ""
+
+
+# ---------------------------------------------------------------- S5: analysis prompts
+
+
+def parse_analysis_prompts(text: str) -> Parsed[Any]:
+    """Analysis prompts from JSON ({"prompts": [...]}) or a numbered/bulleted list.
+
+    A leading title ("**Tone Analysis**:" or "Tone Analysis:") is dropped, but colons inside the
+    prompt are kept (the official parser cut prompts at their second colon).
+    """
+    raw = _json_items(text, ("prompts", "analysis_prompts", "questions"))
+    method = "json"
+    candidates = [p if isinstance(p, str) else _prompt_in(p) for p in raw] if raw else []
+    if not any(candidates):
+        method, candidates = "text", split_items(text)
+    prompts = []
+    for candidate in candidates:
+        prompt = _strip_title(candidate or "")
+        if MIN_PROMPT_WORDS <= len(prompt.split()) <= MAX_PROMPT_WORDS:
+            prompts.append(prompt)
+    dropped = len(candidates) - len(prompts)
+    return Parsed(prompts, method if prompts else "none", dropped)  # type: ignore[arg-type]
+
+
+def _prompt_in(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for key in ("prompt", "text", "instruction", "question"):
+            if isinstance(value.get(key), str):
+                return value[key]
+    return None
+
+
+def _strip_title(item: str) -> str:
+    bold = BOLD_LEAD.match(item)
+    if bold and item[bold.end() :].strip():
+        item = item[bold.end() :]
+    elif bold:
+        item = bold.group(1)
+    # One prompt per item: its first line, or the line after a title-only first line.
+    lines = [line.strip() for line in item.splitlines() if line.strip()] or [""]
+    text = (
+        lines[1]
+        if len(lines) > 1 and (not bold or not item[bold.end() :].strip()) and _is_title(lines[0])
+        else lines[0]
+    )
+    title = re.match(r"^([^:?.!]{1,60}):\s+(.+)$", text)
+    if title and _title_like(title.group(1)):
+        text = title.group(2)
+    return _clean(text)
+
+
+def _is_title(line: str) -> bool:
+    return line.endswith(":") or _title_like(line.rstrip(":"))
+
+
+def _title_like(words: str) -> bool:
+    """ "Tone Analysis" or "Emotional Intensity" (capitalized words), not "Please analyze the tone"."""
+    small = {"a", "an", "and", "of", "the", "in", "for", "to", "or", "on", "with", "&"}
+    tokens = _clean(words).split()
+    return 0 < len(tokens) <= 5 and all(t[0].isupper() or t.lower() in small for t in tokens if t[0].isalpha())
+
+
+# ---------------------------------------------------------------- S6/S7: tasks
+
+
+def parse_task_ideas(text: str) -> Parsed[TaskIdea]:
+    """Task ideas from a JSON list (Python literals and cut-off lists too) or labelled list items."""
+    return _parse(TaskIdea, text, ("tasks", "task_ideas"), _free_form_task_ideas)
+
+
+def _free_form_task_ideas(text: str) -> list[dict[str, Any]]:
+    ideas = []
+    for item in split_items(text):
+        fields = dict(_labelled(item, r"task\s+name|task\s+type|task\s+description|name|type|description"))
+        if fields:
+            name = fields.get("task name", fields.get("name", ""))
+            description = fields.get("task description", fields.get("description", ""))
+            kind = fields.get("task type", fields.get("type", ""))
+        else:
+            name, description = _lead_name(item)
+            kind = ""
+        ideas.append(
+            {"task_name": _clean(name.split("\n")[0]), "task_type": _clean(kind), "task_description": _one(description)}
+        )
+    return ideas
+
+
+def parse_standardized_task(text: str) -> StandardizedTask | None:
+    """A standardized task: JSON object, or the "1. Task Name / 2. Task Description / 3. Task Examples" layout.
+
+    Bold headers are optional (the official parser required them and aborted otherwise).
+    """
+    value = extract_json(text)
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        value = value[0]
+    if isinstance(value, dict):
+        example_keys = ("examples", "task_examples", "demos")
+        raw_examples = next((value[k] for k in example_keys if isinstance(value.get(k), list)), [])
+        try:
+            task = StandardizedTask.model_validate({k: v for k, v in value.items() if k not in example_keys})
+            task.examples, _ = _validate_items(Demo, raw_examples)  # one bad example does not sink the task
+            return task
+        except ValidationError:
+            pass
+    sections = _labelled(text, r"task\s+name|task\s+type|task\s+description|task\s+examples?")
+    fields: dict[str, str] = {}
+    for label, body in sections:
+        fields.setdefault(label.replace("examples", "example"), body)
+    name, description = fields.get("task name", ""), fields.get("task description", "")
+    examples_text = fields.get("task example", text[text.lower().find("task description") :] if description else "")
+    try:
+        return StandardizedTask(
+            task_name=_clean(name.split("\n")[0]),
+            task_type=_clean(fields.get("task type", "")),
+            task_description=_drop_trailing_number(description),
+            examples=parse_demo_pairs(examples_text).items,
+        )
+    except ValidationError:
+        return None
+
+
+def _drop_trailing_number(text: str) -> str:
+    """Drop a dangling "3." left from the next numbered header, keep the description's own lines."""
+    lines = text.strip().splitlines()
+    while lines and re.fullmatch(r"\s*(?:\d+[.)]|\*\*|#+)\s*", lines[-1]):
+        lines.pop()
+    return _clean("\n".join(lines))
+
+
+def _one(text: str) -> str:
+    return " ".join(_clean(text).split())
+
+
+# ---------------------------------------------------------------- S9/S10: demos
+
+
+def parse_demo_pairs(text: str) -> Parsed[Demo]:
+    """Input/Output pairs from JSON ({"instances": [...]}) or "Input: ... Output: ..." text.
+
+    Labels may be bold or prefixed with "Task"; an output that starts a JSON value keeps that whole
+    value (closed if cut off); a plain output keeps its first paragraph.
+    """
+    raw = _json_items(text, ("instances", "examples", "demos"))
+    if raw:
+        items, dropped = _validate_items(Demo, raw)
+        if items:
+            return Parsed(items, "json", dropped)
+    pairs: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for label, body in _labelled(text, r"(?:task\s+)?input|(?:task\s+)?output"):
+        if label.endswith("input"):
+            current = {"input": _demo_text(body, structured=False)}
+        elif "input" in current and "output" not in current:
+            current["output"] = _demo_text(body, structured=True)
+            pairs.append(current)
+    items, dropped = _validate_items(Demo, pairs)
+    return Parsed(items, "text" if items else "none", dropped)
+
+
+def _demo_text(body: str, structured: bool) -> str:
+    body = re.split(r"\n\s*(?:[-*+#]\s*)?(?:\*\*)?\s*example\s*\d*\b", body, flags=re.I)[0].strip()
+    body = body.strip("`").removeprefix("json").strip() if body.startswith("`") else body
+    if structured and body[:1] in "[{":
+        value = extract_json(body)
+        if value is None:
+            value = close_truncated_json(body)
+        if value is not None:
+            return json.dumps(value, ensure_ascii=False)
+    first = body.split("\n\n")[0]
+    first = re.sub(r"^\s*[-+]\s+", "", first)
+    for prefix in ("The text is:", "Analyze the text"):
+        if first.lower().startswith(prefix.lower()):
+            first = first[len(prefix) :]
+    return _one(first)

@@ -1,0 +1,179 @@
+"""One helper for every teacher call of instruction construction: generate on Ray, parse, retry, reject.
+
+Requests carry stable ids built from the things they are about (text_id, cluster_id, task index,
+demo index); answers are joined back by those ids only. Raw responses, including those of retries,
+are kept in `files/responses_<step>.parquet`; every answer that stays unusable is quarantined with
+ctx.reject and the reason. Re-asking only makes sense when sampling, so retries need temperature > 0.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from compeffdist.config import SamplingConfig
+from compeffdist.engines.base import GenerationRequest
+from compeffdist.stage import StageContext
+
+RETRY_MARK = "~retry"
+
+
+@dataclass
+class TeacherCall:
+    """One question to the teacher: a stable id, the user turn, and the JSON schema of the wanted answer."""
+
+    request_id: str
+    prompt: str
+    schema: dict[str, Any] | None = None
+
+
+@dataclass
+class Answer:
+    """The teacher's usable answer to one call (the last attempt's response and parse)."""
+
+    request_id: str
+    response: str
+    value: Any
+    method: str
+    attempts: int
+
+
+@dataclass
+class TeacherStats:
+    requests: int = 0
+    parsed: int = 0
+    rejected: int = 0
+    engine_errors: int = 0
+    parse_retries: int = 0
+    recovered_by_retry: int = 0
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def counts(self, prefix: str) -> dict[str, int]:
+        return {
+            f"{prefix}_requests": self.requests,
+            f"{prefix}_parsed": self.parsed,
+            f"{prefix}_rejected": self.rejected,
+            f"{prefix}_engine_errors": self.engine_errors,
+            f"{prefix}_parse_retries": self.parse_retries,
+            f"{prefix}_recovered_by_retry": self.recovered_by_retry,
+        }
+
+
+# A parser returns (value, how) on success or (None, why not) on failure.
+Parser = Callable[[str], tuple[Any, str]]
+
+
+def ask_teacher(
+    ctx: StageContext, step: str, calls: list[TeacherCall], sampling: SamplingConfig, parse: Parser
+) -> tuple[dict[str, Answer], TeacherStats]:
+    """Ask every call, parse each answer, re-ask unparseable ones (bounded), reject what stays unusable.
+
+    Returns usable answers by request_id and the step's statistics (token usage included).
+    """
+    import pyarrow.parquet as pq
+
+    from compeffdist.rowmap import generate_resumable, token_usage
+
+    cfg = ctx.config
+    structured = cfg.instructions.structured_output
+    retries = cfg.instructions.parse_retries if sampling.temperature > 0 else 0
+    stats = TeacherStats(requests=len(calls))
+    answers: dict[str, Answer] = {}
+    failures: dict[str, tuple[str, str]] = {}  # request_id -> (reason, raw response)
+    pending = sorted(calls, key=lambda c: c.request_id)
+    tables: list[pa.Table] = []
+    for attempt in range(retries + 1):
+        if not pending:
+            break
+        suffix = "" if attempt == 0 else f"{RETRY_MARK}{attempt}"
+        requests = [
+            GenerationRequest(
+                request_id=call.request_id + suffix,
+                messages=[{"role": "user", "content": call.prompt}],
+                sampling=sampling,
+                json_schema=call.schema if structured else None,
+            )
+            for call in pending
+        ]
+        desc = step if attempt == 0 else f"{step} (retry {attempt})"
+        table = generate_resumable(
+            _step_context(ctx, step, attempt), requests, cfg.models.teacher, cfg.engines.teacher, desc
+        )
+        by_id = {row["request_id"]: row for row in table.to_pylist()}
+        statuses = []
+        still_failing = []
+        for call in pending:
+            row = by_id.get(call.request_id + suffix)
+            value, how = _judge(row, parse)
+            statuses.append(how if value is not None else f"rejected: {how}")
+            if value is None:
+                if row is not None and row.get("error"):
+                    stats.engine_errors += 1
+                failures[call.request_id] = (how, (row or {}).get("response") or "")
+                still_failing.append(call)
+                continue
+            answers[call.request_id] = Answer(call.request_id, row["response"], value, how, attempt + 1)
+            failures.pop(call.request_id, None)
+            if attempt:
+                stats.recovered_by_retry += 1
+        tables.append(_with_status(table, [c.request_id + suffix for c in pending], statuses))
+        token_usage(table, into=stats.usage)
+        if attempt:
+            stats.parse_retries += len(pending)
+        pending = still_failing
+    for request_id in sorted(failures):
+        reason, raw = failures[request_id]
+        ctx.reject("teacher", request_id, "response", f"{step}: {reason}", raw)
+    stats.parsed, stats.rejected = len(answers), len(failures)
+    if tables:
+        pq.write_table(pa.concat_tables(tables, promote_options="default"), ctx.files_dir / f"responses_{step}.parquet")
+    ctx.log(f"{step}: {stats.parsed}/{stats.requests} answers usable, {stats.rejected} rejected")
+    return answers, stats
+
+
+def _step_context(ctx: StageContext, step: str, attempt: int) -> StageContext:
+    """The stage context with its own shard folder for one step and attempt.
+
+    A stage makes several generate_resumable calls; separate folders keep each call's resume
+    bookkeeping (ids already in shards) to its own requests. Rejects still go to the stage.
+    """
+    sub = copy.copy(ctx)
+    sub.work_dir = ctx.work_dir / "teacher" / f"{step}-{attempt}"
+    sub.work_dir.mkdir(parents=True, exist_ok=True)
+    return sub
+
+
+def _judge(row: dict[str, Any] | None, parse: Parser) -> tuple[Any, str]:
+    if row is None:
+        return None, "no result row"
+    if row.get("error"):
+        return None, f"engine error: {row['error']}"
+    response = row.get("response") or ""
+    if not response.strip():
+        return None, "empty response"
+    value, how = parse(response)
+    if value is None and row.get("finish_reason") == "length":
+        how += " (answer cut at max_tokens)"
+    return value, how
+
+
+def _with_status(table: pa.Table, ids: list[str], statuses: list[str]) -> pa.Table:
+    """The generation rows plus a parse_status column, joined by request_id."""
+    status_by_id = dict(zip(ids, statuses, strict=True))
+    column = [status_by_id.get(rid, "no result row") for rid in table.column("request_id").to_pylist()]
+    return table.append_column("parse_status", pa.array(column, pa.string()))
+
+
+def merge_usage(*usages: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Sum token usage per model across steps."""
+    total: dict[str, dict[str, int]] = {}
+    for usage in usages:
+        for model, entry in usage.items():
+            target = total.setdefault(model, {})
+            for key, value in entry.items():
+                target[key] = target.get(key, 0) + value
+    return total

@@ -1,0 +1,60 @@
+"""Clustering of attribute embeddings: determinism, frequency duplication, id renumbering, alternatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compeffdist.config import ClusteringConfig
+from compeffdist.instructions.clustering import _duplicated, cluster_embeddings, renumber_by_size
+
+pytestmark = pytest.mark.unit
+
+
+def _blobs(seed: int = 0) -> tuple[np.ndarray, list[int], list[str]]:
+    """Three well-separated groups of unit vectors in 16-d."""
+    rng = np.random.default_rng(seed)
+    centers = np.eye(16)[:3] * 3
+    points = np.concatenate([c + 0.05 * rng.standard_normal((6, 16)) for c in centers])
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    counts = [int(c) for c in rng.integers(11, 500, size=len(points))]
+    return points, counts, [f"attr{i:02d}" for i in range(len(points))]
+
+
+def test_frequency_duplication_adds_log1p_copies():
+    embeddings = np.arange(6, dtype=float).reshape(3, 2)
+    duplicated = _duplicated(embeddings, [0, 11, 11702])
+    assert len(duplicated) == 3 + 0 + 2 + 9  # int(log1p(11)) = 2, int(log1p(11702)) = 9
+    assert np.array_equal(duplicated[:3], embeddings)
+
+
+@pytest.mark.parametrize("algorithm", ["affinity_propagation", "kmeans", "agglomerative"])
+def test_clustering_finds_the_groups_and_is_deterministic(algorithm):
+    points, counts, _ = _blobs()
+    cfg = ClusteringConfig(algorithm=algorithm, n_clusters=3, preference_percentile=50.0)
+    first = cluster_embeddings(points, counts, cfg, seed=42)
+    again = cluster_embeddings(points.copy(), list(counts), cfg, seed=42)
+    assert np.array_equal(first, again)
+    groups = [set(first[i * 6 : (i + 1) * 6].tolist()) for i in range(3)]
+    assert all(len(g) == 1 for g in groups) and len(set.union(*groups)) == 3
+
+
+def test_low_preference_percentile_gives_fewer_clusters():
+    points, counts, _ = _blobs()
+    many = cluster_embeddings(points, counts, ClusteringConfig(preference_percentile=90.0), seed=42)
+    few = cluster_embeddings(points, counts, ClusteringConfig(preference_percentile=0.5), seed=42)
+    assert len(set(few.tolist())) <= 3 < len(set(many.tolist()))
+
+
+def test_renumbering_orders_clusters_by_total_count_then_top_name():
+    labels = [5, 5, 9, 7, 7]
+    counts = [10, 1, 50, 6, 5]
+    names = ["b", "c", "a", "z", "y"]
+    # totals: 5 -> 11 (top "b"), 9 -> 50, 7 -> 11 (top "z"); ties broken by top attribute name
+    assert renumber_by_size(labels, counts, names) == [1, 1, 0, 2, 2]
+
+
+def test_single_and_empty_inputs():
+    cfg = ClusteringConfig()
+    assert cluster_embeddings(np.ones((1, 4)), [3], cfg, seed=1).tolist() == [0]
+    assert cluster_embeddings(np.ones((0, 4)), [], cfg, seed=1).tolist() == []
