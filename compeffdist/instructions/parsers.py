@@ -42,7 +42,10 @@ FORMAT_WORDS = frozenset(
     ]
 )
 FUNCTION_WORDS = frozenset(["the", "a", "an", "of", "and", "or", "to", "in", "is", "it", "this", "that"])
-ITEM_START = re.compile(r"^\s*(?:#+\s*)?(?:\d{1,3}\s*[.)]|[-*•+])\s+(?=\S)")
+# "1." "2)" bullets, and "Task 1:" / "Prompt 2." headers that small teachers write instead of numbers.
+ITEM_START = re.compile(
+    r"^\s*(?:#+\s*)?(?:\*\*)?(?:\d{1,3}\s*[.)]|[-*•+]|(?:task|prompt)\s+\d{1,3}\s*[:.)](?:\*\*)?)\s+(?=\S)", re.I
+)
 BOLD_LEAD = re.compile(r"^\s*\*\*(.+?)\*\*\s*[:\-–—]?\s*")
 # Labels written by the official prompts' layouts, bold or not, with ':' or ' - ' after them.
 LABEL = r"(?:\*\*|__)?\s*(?P<label>{names})\s*(?:\*\*|__)?\s*(?:[:：]|\s[-–—]\s?)\s*(?:\*\*|__)?"

@@ -168,6 +168,16 @@ def test_task_ideas_from_labelled_markdown_list():
     assert ideas[1].task_description == "Extract the phrase that triggers the emotion."
 
 
+def test_task_ideas_from_task_n_headers():
+    # SmolLM2-135M's layout: "Task N:" instead of a numbered list.
+    text = "Task 1: Tone Label: Classify the tone of this text.\n\nTask 2: Cause Extraction - Extract the cause."
+    ideas = parse_task_ideas(text).items
+    assert [(i.task_name, i.task_description) for i in ideas] == [
+        ("Tone Label", "Classify the tone of this text."),
+        ("Cause Extraction", "Extract the cause."),
+    ]
+
+
 def test_standardized_task_official_layout_with_and_without_bold():
     text = """**1. Task Name**: Tone Classification
 **2. Task Description**: Classify the tone of the text as one of: positive, negative, neutral. Output the label only.
