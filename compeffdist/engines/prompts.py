@@ -14,3 +14,10 @@ def render_prompt(tokenizer: Any, request: GenerationRequest, chat_template_kwar
     return tokenizer.apply_chat_template(
         request.messages, tokenize=False, add_generation_prompt=True, **chat_template_kwargs
     )
+
+
+def encode_prompt(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a rendered prompt, with the tokenizer's special tokens unless the text already starts
+    with BOS: chat templates (Llama 3, Gemma) write it themselves, and a second BOS shifts the model."""
+    bos = tokenizer.bos_token
+    return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]

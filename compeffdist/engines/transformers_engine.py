@@ -7,7 +7,7 @@ from typing import Any
 
 from compeffdist.config import EngineConfig, ModelSpec
 from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
-from compeffdist.engines.prompts import render_prompt
+from compeffdist.engines.prompts import encode_prompt, render_prompt
 
 
 class TransformersEngine(Engine):
@@ -51,11 +51,7 @@ class TransformersEngine(Engine):
         import torch
 
         texts = [render_prompt(self.tokenizer, r, self.spec.chat_template_kwargs) for r in batch]
-        # Chat templates already contain their BOS; raw prompts get the tokenizer's usual specials.
-        encoded = [
-            self.tokenizer(t, add_special_tokens=r.messages is None)["input_ids"]
-            for t, r in zip(texts, batch, strict=True)
-        ]
+        encoded = [encode_prompt(self.tokenizer, t) for t in texts]
         budget = self.config.max_model_len - max_tokens
         out: list[GenerationResult] = []
         keep = []
@@ -97,7 +93,8 @@ class TransformersEngine(Engine):
         scores: list[list[float]] = []
         for start in range(0, len(prompts), self.config.batch_size):
             chunk = prompts[start : start + self.config.batch_size]
-            inputs = self.tokenizer(chunk, return_tensors="pt", padding=True).to(self.device)
+            encoded = [encode_prompt(self.tokenizer, p) for p in chunk]
+            inputs = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.device)
             with torch.inference_mode():
                 logits = self.model(**inputs).logits[:, -1, :].float()
             logprobs = torch.log_softmax(logits, dim=-1)

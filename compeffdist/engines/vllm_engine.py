@@ -7,7 +7,7 @@ from typing import Any
 
 from compeffdist.config import EngineConfig, ModelSpec
 from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
-from compeffdist.engines.prompts import render_prompt
+from compeffdist.engines.prompts import encode_prompt, render_prompt
 
 # On CPU vLLM sizes its KV cache as a fraction of node memory; the GPU default (0.9) fails at once.
 CPU_MEMORY_UTILIZATION = 0.2
@@ -73,8 +73,8 @@ class VLLMEngine(Engine):
         prompts, params, ready, results = [], [], [], {}
         budget = self.config.max_model_len
         for request in requests:
-            text = render_prompt(self.tokenizer, request, self.spec.chat_template_kwargs)
-            n_tokens = len(self.tokenizer(text, add_special_tokens=request.messages is None)["input_ids"])
+            ids = encode_prompt(self.tokenizer, render_prompt(self.tokenizer, request, self.spec.chat_template_kwargs))
+            n_tokens = len(ids)
             if n_tokens + request.sampling.max_tokens > budget:
                 results[request.request_id] = GenerationResult(
                     request.request_id, "", n_tokens, 0, "error",
@@ -82,7 +82,8 @@ class VLLMEngine(Engine):
                     "(max_model_len - max_tokens)",
                 )  # fmt: skip
                 continue
-            prompts.append(text)
+            # Token ids, not text: vLLM would add special tokens again to a chat-rendered string.
+            prompts.append({"prompt_token_ids": ids})
             params.append(self._sampling_params(request))
             ready.append(request)
         if ready:
@@ -112,7 +113,7 @@ class VLLMEngine(Engine):
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         inputs, index = [], []
         for row, (prompt, candidates) in enumerate(zip(prompts, token_ids, strict=True)):
-            prefix = self.tokenizer(prompt)["input_ids"]
+            prefix = encode_prompt(self.tokenizer, prompt)
             for column, candidate in enumerate(candidates):
                 inputs.append({"prompt_token_ids": [*prefix, candidate]})
                 index.append((row, column, candidate))
