@@ -95,29 +95,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec
-    from compeffdist.evaluation.runner import evaluate_model
+def _labelled_models(values: list[str]) -> dict[str, str]:
+    """`--model PATH` or `--model LABEL=PATH`; unlabelled models are named after their folder."""
+    models: dict[str, str] = {}
+    for value in values:
+        label, sep, path = value.partition("=")
+        if not sep:
+            label, path = Path(value.rstrip("/")).name or value, value
+        if label in models:
+            raise ValueError(f"two models are labelled {label!r}: name them with LABEL=PATH")
+        models[label] = path
+    return models
 
-    overrides: dict[str, object] = {"seeds": args.seeds, "k_shot": args.k_shot}
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec
+    from compeffdist.evaluation.report import RESULTS_MD
+    from compeffdist.evaluation.runner import evaluate_models
+
+    overrides: dict[str, object] = {
+        "seeds": args.seeds, "k_shot": args.k_shot, "zero_shot": args.zero_shot, "chat_template": args.chat_template,
+    }  # fmt: skip
     if args.datasets:
         overrides["datasets"] = args.datasets
     if args.limit:
         overrides["limit"] = args.limit
     try:
+        models = _labelled_models(args.model)
         evaluation = EvaluationConfig(**overrides)
-    except Exception as exc:
+        engine = EngineConfig(backend=args.backend, batch_size=args.batch_size, max_model_len=args.max_model_len)
+    except (ValueError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     data_root = Path(os.environ.get("COMPEFFDIST_DATA_ROOT", args.data_root))
     if not data_root.is_dir():
         print(f"error: data root {data_root} is not a folder (use --data-root)", file=sys.stderr)
         return EXIT_CONFIG
-    result = evaluate_model(
-        ModelSpec(name=args.model), EngineConfig(backend=args.backend, batch_size=args.batch_size), evaluation,
-        data_root, Path(args.out),
-    )  # fmt: skip
-    print(f"overall: {result.get('overall', float('nan')):.2f}  ({args.out})")
+    specs = {label: ModelSpec(name=path) for label, path in models.items()}
+    summary = evaluate_models(specs, engine, evaluation, data_root, Path(args.out))
+    for label, result in summary.items():
+        print(f"{label}: overall {result['overall']:.2f}")
+    print(f"tables: {Path(args.out) / RESULTS_MD}")
     return 0
 
 
@@ -148,16 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("evaluate", help="evaluate a model on SentiBench")
-    p.add_argument("--model", required=True, help="HF folder or hub id")
-    p.add_argument("--datasets", nargs="+")
-    p.add_argument("--limit", type=int)
+    p = sub.add_parser("evaluate", help="evaluate one or more models on SentiBench, side by side")
+    p.add_argument("--model", required=True, action="append", help="HF folder or hub id, or LABEL=PATH; repeatable")
+    p.add_argument("--datasets", nargs="+", help="dataset keys such as sc/imdb (default: all 12)")
+    p.add_argument("--limit", type=int, help="test examples per dataset (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 52, 62])
     p.add_argument("--k-shot", type=int, default=4)
+    p.add_argument("--zero-shot", action="store_true", help="no demos (beyond the paper)")
+    p.add_argument("--chat-template", action="store_true", help="wrap prompts in the model's chat template")
     p.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--data-root", default="../shared/data/sentibench")
-    p.add_argument("--out", required=True)
+    p.add_argument("--max-model-len", type=int, default=4096)
+    p.add_argument("--data-root", default="../shared/data/sentibench", help="SentiBench folder")
+    p.add_argument("--out", required=True, help="folder for results.json, evaluation.md, evaluation.png")
     p.set_defaults(func=cmd_evaluate)
 
     data = sub.add_parser("data", help="data sets").add_subparsers(dest="data_command", required=True)

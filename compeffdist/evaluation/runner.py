@@ -1,0 +1,117 @@
+"""Evaluate one model on SentiBench through the engine interface (any backend), batched."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec, SamplingConfig
+from compeffdist.engines.base import Engine, GenerationRequest
+from compeffdist.evaluation.datasets import CLASSIFICATION, OPENER, SPECS, DatasetSpec, Example, load_examples
+from compeffdist.evaluation.metrics import classification_scores, opener_scores, tuple_scores
+from compeffdist.evaluation.parsing import parse_opinions, parse_tuples
+from compeffdist.evaluation.prompts import STOP, build_prompt, sample_demos
+
+
+def verbalizer_ids(tokenizer: Any, labels: tuple[str, ...]) -> tuple[list[int], list[str]]:
+    """First sub-token of ' <label>' per label, and the labels that collide on the same token."""
+    ids = [tokenizer.encode(" " + label, add_special_tokens=False)[0] for label in labels]
+    seen: dict[int, str] = {}
+    collisions = []
+    for label, token in zip(labels, ids, strict=True):
+        if token in seen:
+            collisions.append(f"{seen[token]!r}/{label!r} share token {token}")
+        seen.setdefault(token, label)
+    return ids, collisions
+
+
+def _as_chat(engine: Engine, prompt: str, model: ModelSpec) -> str:
+    return engine.tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, **model.chat_template_kwargs
+    )
+
+
+def evaluate_dataset(
+    engine: Engine, model: ModelSpec, spec: DatasetSpec, data_root: Path, evaluation: EvaluationConfig, seed: int
+) -> dict[str, Any]:
+    """One (dataset, seed) run: prompts, predictions, metrics, invalid-output rate."""
+    tests = load_examples(data_root, spec.key, "test")
+    if evaluation.limit is not None:
+        tests = tests[: evaluation.limit]
+    k = 0 if evaluation.zero_shot else evaluation.k_shot
+    demos = sample_demos(load_examples(data_root, spec.key, "train"), k, seed, len(tests)) if k else [[]] * len(tests)
+    prompts = [build_prompt(spec, t, d) for t, d in zip(tests, demos, strict=True)]
+    if evaluation.chat_template:
+        prompts = [_as_chat(engine, p, model) for p in prompts]
+    started = time.time()
+    result: dict[str, Any] = {"dataset": spec.key, "group": spec.group, "seed": seed, "n": len(tests)}
+    if spec.kind == CLASSIFICATION:
+        ids, collisions = verbalizer_ids(engine.tokenizer, spec.labels)
+        scores = engine.next_token_logprobs(prompts, [ids] * len(prompts))
+        predicted = [spec.labels[max(range(len(ids)), key=row.__getitem__)] for row in scores]
+        metric = classification_scores([t.gold for t in tests], predicted)
+        result.update(invalid_rate=0.0, verbalizer_collisions=collisions)
+    else:
+        max_tokens = evaluation.max_new_tokens_opener if spec.kind == OPENER else evaluation.max_new_tokens
+        sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens)
+        requests = [
+            GenerationRequest(f"{spec.key}#{i}", prompt=p, sampling=sampling, stop=[STOP])
+            for i, p in enumerate(prompts)
+        ]
+        outputs = engine.generate(requests)
+        parsed = [
+            parse_opinions(o.text, t.sentence) if spec.kind == OPENER else parse_tuples(spec, o.text, t.sentence)
+            for o, t in zip(outputs, tests, strict=True)
+        ]
+        golds = [_opener_gold(t) if spec.kind == OPENER else t.gold for t in tests]
+        predictions = [p for p, _ in parsed]
+        metric = opener_scores(golds, predictions) if spec.kind == OPENER else tuple_scores(golds, predictions)
+        result["invalid_rate"] = sum(1 for _, ok in parsed if not ok) / max(len(parsed), 1)
+        result["engine_errors"] = sum(1 for o in outputs if o.error)
+    result.update({k: v for k, v in asdict(metric).items()})
+    result["seconds"] = round(time.time() - started, 2)
+    return result
+
+
+def _opener_gold(example: Example) -> list[tuple]:
+    from compeffdist.evaluation.metrics import token_index_sets
+
+    return [
+        (token_index_sets(example.sentence, h), token_index_sets(example.sentence, t),
+         token_index_sets(example.sentence, e), polarity)
+        for h, t, e, polarity in example.gold
+    ]  # fmt: skip
+
+
+def evaluate_with_engine(
+    engine: Engine, model: ModelSpec, evaluation: EvaluationConfig, data_root: Path, label: str
+) -> list[dict[str, Any]]:
+    """Every configured dataset × seed for one loaded model."""
+    rows = []
+    for key in evaluation.datasets:
+        for seed in evaluation.seeds:
+            row = evaluate_dataset(engine, model, SPECS[key], data_root, evaluation, seed)
+            rows.append({"model": label, "model_name": engine.model_name, **row})
+    return rows
+
+
+def evaluate_models(
+    models: dict[str, ModelSpec], engine: EngineConfig, evaluation: EvaluationConfig, data_root: Path, out_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Load each model in turn, evaluate it, and write results.json / evaluation.md / evaluation.png side by side.
+
+    Returns the summary per model label (per-dataset F1 × 100 and the overall mean).
+    """
+    from compeffdist.engines import create_engine
+    from compeffdist.evaluation.report import write_reports
+
+    rows: list[dict[str, Any]] = []
+    for label, model in models.items():
+        loaded = create_engine(model, engine)
+        rows += evaluate_with_engine(loaded, model, evaluation, Path(data_root), label)
+        del loaded  # one model in memory at a time
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_reports(rows, out_dir)
