@@ -39,3 +39,25 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_root():
+    """An S3 bucket URI on a real S3 HTTP endpoint (moto's server) in this process; Ray workers reach it too.
+
+    Cloud object storage cannot run here; this is the same protocol pyarrow speaks to S3 and MinIO.
+    """
+    server_module = pytest.importorskip("moto.server", reason="moto (dev extra) is not installed")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    # Credentials come from the environment, as on a cluster; Ray workers started later inherit them.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    import pyarrow.fs as pafs
+
+    pafs.S3FileSystem(
+        endpoint_override=f"{host}:{port}", scheme="http", region="us-east-1", allow_bucket_creation=True
+    ).create_dir("compeffdist-test")
+    yield f"s3://compeffdist-test/runs?scheme=http&endpoint_override={host}:{port}&region=us-east-1"
+    server.stop()
