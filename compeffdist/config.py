@@ -160,12 +160,21 @@ class InstructionsConfig(StrictModel):
     enumeration_sampling: SamplingConfig = SamplingConfig(temperature=1.0, max_tokens=1024)
     generation_sampling: SamplingConfig = SamplingConfig(temperature=0.7, max_tokens=1024)
     min_attribute_count: int = Field(10, ge=0, description="Keep attributes seen strictly more often than this.")
+    attribute_count: Literal["mentions", "texts"] = Field(
+        "mentions",
+        description="What an attribute's count counts: every mention (official collect_attr.py) or texts naming it.",
+    )
     clustering: ClusteringConfig = ClusteringConfig()
     top_attributes_per_cluster: int = Field(5, ge=1)
     max_clusters: int | None = Field(None, ge=1, description="Cap on clusters sent to prompt generation.")
     analysis_prompts_per_cluster: int = Field(10, ge=1)
     tasks_per_cluster: int = Field(10, ge=1)
     seed_demos_per_task: int = Field(7, ge=0)
+    keep_unstandardized_tasks: bool = Field(
+        False,
+        description="Keep task ideas whose standardization answer never parsed (no output format, no demos); "
+        "by default they are dropped and rejected.",
+    )
     demo_requests_per_task: int = Field(16, ge=0)
     max_generated_demos_per_task: int = Field(32, ge=0)
     structured_output: bool = Field(

@@ -222,6 +222,7 @@ class GenerationWorker:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
+        # A row's own seed (e.g. one per teacher re-ask) wins; the run seed only fills rows that carry none.
         requests = [GenerationRequest.from_row(row, seed=self.seed) for row in rows]
         results = {r.request_id: _flag_empty(r) for r in self.engine.generate(requests)}
         attempts = dict.fromkeys(results, 1)
@@ -285,6 +286,7 @@ REQUEST_SCHEMA = pa.schema(
         ("max_tokens", pa.int64()),
         ("temperature", pa.float64()),
         ("top_p", pa.float64()),
+        ("seed", pa.int64()),  # per request (SamplingConfig.seed); null: the worker's run seed
         ("json_schema", pa.string()),
     ]
 )

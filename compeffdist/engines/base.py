@@ -10,7 +10,7 @@ from typing import Any
 from compeffdist.config import SamplingConfig
 
 # Column names of a request/response row as it travels through Ray Data.
-REQUEST_COLUMNS = ("request_id", "messages", "prompt", "max_tokens", "temperature", "top_p", "json_schema")
+REQUEST_COLUMNS = ("request_id", "messages", "prompt", "max_tokens", "temperature", "top_p", "seed", "json_schema")
 RESPONSE_COLUMNS = ("response", "prompt_tokens", "output_tokens", "finish_reason", "error", "model")
 
 
@@ -38,11 +38,14 @@ class GenerationRequest:
             "max_tokens": self.sampling.max_tokens,
             "temperature": self.sampling.temperature,
             "top_p": self.sampling.top_p,
+            "seed": self.sampling.seed,
             "json_schema": json.dumps(self.json_schema) if self.json_schema else None,
         }
 
     @classmethod
     def from_row(cls, row: dict[str, Any], seed: int | None = None) -> GenerationRequest:
+        """Rebuild a request from its row; the row's own seed wins, `seed` is the fallback for rows without one."""
+        row_seed = row.get("seed")
         return cls(
             request_id=str(row["request_id"]),
             messages=json.loads(row["messages"]) if row.get("messages") else None,
@@ -51,7 +54,7 @@ class GenerationRequest:
                 max_tokens=int(row["max_tokens"]),
                 temperature=float(row["temperature"]),
                 top_p=float(row["top_p"]),
-                seed=seed,
+                seed=int(row_seed) if row_seed is not None else seed,
             ),
             json_schema=json.loads(row["json_schema"]) if row.get("json_schema") else None,
         )

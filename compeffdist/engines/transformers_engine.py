@@ -65,14 +65,15 @@ class TransformersEngine(Engine):
         if not keep:
             return out
         inputs = self.tokenizer.pad({"input_ids": [ids for _, ids in keep]}, return_tensors="pt").to(self.device)
-        seed = keep[0][0].sampling.seed
-        if seed is not None:
-            torch.manual_seed(seed)
         kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        # Greedy picks the argmax; when sampling, PerRequestSampler has already drawn each row's token with
+        # that request's own seed and left it the only candidate, so batch composition does not change it.
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            from transformers import LogitsProcessorList
+
+            sampler = PerRequestSampler([request.sampling.seed for request, _ in keep], temperature, top_p, self.device)
+            kwargs["logits_processor"] = LogitsProcessorList([sampler])
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         with torch.inference_mode():
@@ -101,6 +102,46 @@ class TransformersEngine(Engine):
             for row, candidates in zip(logprobs, token_ids[start : start + len(chunk)], strict=True):
                 scores.append(row[torch.tensor(candidates, device=row.device)].tolist())
         return scores
+
+
+class PerRequestSampler:
+    """A logits processor that samples each batch row's next token with that row's own torch.Generator.
+
+    Temperature, then top-p (nucleus), then one multinomial draw per row; the returned scores keep only
+    the drawn token, which generate's greedy step then takes. A request's tokens depend on its seed and
+    its own logits only, not on the other requests in the batch or the global torch RNG (vLLM's
+    per-request seed semantics). Rows without a seed draw from a randomly seeded generator.
+    """
+
+    def __init__(self, seeds: list[int | None], temperature: float, top_p: float, device: str) -> None:
+        import torch
+
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generators = []
+        for seed in seeds:
+            generator = torch.Generator(device=device)
+            if seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(int(seed))
+            self.generators.append(generator)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores / self.temperature
+        if self.top_p < 1.0:
+            ordered, order = torch.sort(scores, descending=True, dim=-1)
+            probs = ordered.softmax(dim=-1)
+            # Drop a token when the mass before it already reaches top_p (the top token always stays).
+            ordered = ordered.masked_fill(probs.cumsum(dim=-1) - probs >= self.top_p, float("-inf"))
+            scores = torch.full_like(scores, float("-inf")).scatter(-1, order, ordered)
+        probs = scores.softmax(dim=-1)
+        chosen = torch.cat(
+            [torch.multinomial(row, 1, generator=gen) for row, gen in zip(probs, self.generators, strict=True)]
+        )
+        return torch.full_like(scores, float("-inf")).scatter(-1, chosen[:, None], 0.0)
 
 
 def _eos_ids(tokenizer: Any, model: Any) -> set[int]:

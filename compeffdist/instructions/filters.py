@@ -4,6 +4,8 @@ leaked "reference text" mentions, and the task kind when the teacher's type labe
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 
 # The official S8 filter (pairs that mean a task compares two texts), plus the common "first/second text".
 TWO_TEXT_PAIRS = (
@@ -17,19 +19,23 @@ TWO_TEXT_PAIRS = (
 
 
 def mentions_two_texts(text: str) -> bool:
+    """True when both halves of a two-text pair occur ("text 1" ... "text 2"): the task compares two texts."""
     lowered = text.lower()
     return any(a in lowered and b in lowered for a, b in TWO_TEXT_PAIRS)
 
 
 def mentions_reference_text(text: str) -> bool:
+    """True when a generated item leaks the demo prompt's "reference text(s)" into its content."""
     return bool(re.search(r"reference\s+texts?", text, re.I))
 
 
 def word_set(text: str) -> frozenset[str]:
+    """Lower-cased alphanumeric words of `text`."""
     return frozenset(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """|a & b| / |a | b|; two empty sets are identical (1.0)."""
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)
@@ -56,6 +62,32 @@ class NearDuplicateFilter:
         self._exact.add(key)
         self._seen.append(words)
         return True
+
+
+def clean_demos(
+    demos: Iterable[dict[str, str]], unique: NearDuplicateFilter, limit: int | None = None
+) -> tuple[list[dict[str, str]], Counter[str]]:
+    """The demos to keep, in order, and the others counted by reason.
+
+    Drops demos that mention two texts or reference texts, whose input `unique` has (nearly) seen,
+    and those past `limit`. The one demo filter of seed demos, generated demos and templates:
+    seeding `unique` with kept inputs makes later demos avoid them.
+    """
+    kept: list[dict[str, str]] = []
+    dropped: Counter[str] = Counter()
+    for demo in demos:
+        text = f"{demo['input']} {demo['output']}"
+        if limit is not None and len(kept) >= limit:
+            dropped["over_limit"] += 1
+        elif mentions_two_texts(text):
+            dropped["two_texts"] += 1
+        elif mentions_reference_text(text):
+            dropped["reference_text"] += 1
+        elif not unique.accept(demo["input"]):
+            dropped["near_duplicate"] += 1
+        else:
+            kept.append({"input": demo["input"], "output": demo["output"]})
+    return kept, dropped
 
 
 KIND_SYNONYMS = {

@@ -4,17 +4,22 @@ Rules, applied to each raw (lower-cased) name in this order:
 - with ':' keep the part before the first ':' ("tone: sarcastic" -> "tone");
 - else with '/' split into several attributes ("regret/anger" -> "regret", "anger");
 - else with "use of " keep what follows ("use of sarcasm" -> "sarcasm").
-Then aggregate: a normalized attribute counts the texts that mention it (a teacher that repeats
-"Tone" ten times in one answer counts once) and is kept when its count is strictly above the threshold.
+Then aggregate: by default a normalized attribute's count is its number of mentions, as in the
+official `collect_attr.py` (every raw occurrence, so "tone" and "tone: angry" in one answer count
+twice); `texts` counts the texts that mention it instead (robust to a teacher that repeats a name
+within one answer). It is kept when its count is strictly above the threshold.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
+
+CountMode = Literal["mentions", "texts"]
 
 
 def normalize_attribute_name(raw: str) -> list[str]:
@@ -53,7 +58,7 @@ class Attribute:
     """A normalized attribute with its evidence."""
 
     name: str
-    count: int = 0  # texts mentioning it
+    count: int = 0  # mentions, or texts mentioning it (see aggregate_attributes)
     variants: Counter[str] = field(default_factory=Counter)  # raw names and how often each was seen
     descriptions: Counter[str] = field(default_factory=Counter)
 
@@ -72,8 +77,8 @@ class Attribute:
         return top[0] if top else ""
 
 
-def aggregate_attributes(mentions: Iterable[Mention]) -> dict[str, Attribute]:
-    """Normalized name -> Attribute, counting each (text, attribute) pair once."""
+def aggregate_attributes(mentions: Iterable[Mention], count: CountMode = "mentions") -> dict[str, Attribute]:
+    """Normalized name -> Attribute; `count` says what Attribute.count counts: every mention (official) or texts."""
     attributes: dict[str, Attribute] = {}
     seen: set[tuple[str, str]] = set()
     for mention in mentions:
@@ -82,7 +87,7 @@ def aggregate_attributes(mentions: Iterable[Mention]) -> dict[str, Attribute]:
             attribute.variants[mention.raw_name.lower().strip()] += 1
             if mention.description:
                 attribute.descriptions[mention.description] += 1
-            if (mention.text_id, name) not in seen:
+            if count == "mentions" or (mention.text_id, name) not in seen:
                 seen.add((mention.text_id, name))
                 attribute.count += 1
     return attributes
@@ -94,9 +99,16 @@ def frequent_attributes(attributes: dict[str, Attribute], min_count: int) -> lis
     return sorted(kept, key=lambda a: (-a.count, a.name))
 
 
-def count_histogram(attributes: Iterable[Attribute]) -> dict[int, int]:
-    """How many attributes have each count (for the report)."""
-    histogram: dict[int, int] = defaultdict(int)
-    for attribute in attributes:
-        histogram[attribute.count] += 1
-    return dict(sorted(histogram.items()))
+def count_histogram(counts: Iterable[int]) -> dict[str, int]:
+    """How many attributes fall in each power-of-two count bin ("1", "2", "3-4", "5-8", ...), low bins first.
+
+    Attribute counts are long-tailed (a few in the thousands, most near the threshold), so bins double.
+    """
+    bins: Counter[int] = Counter()
+    for value in counts:
+        bins[max(int(value) - 1, 0).bit_length()] += 1  # k: the bin (2**(k-1), 2**k]; 0 holds counts <= 1
+    labels = {}
+    for k in sorted(bins):
+        low, high = 2 ** (k - 1) + 1 if k else 1, 2**k
+        labels[f"{low}-{high}" if high > low else str(high)] = bins[k]
+    return labels

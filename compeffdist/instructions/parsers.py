@@ -2,7 +2,7 @@
 layouts the official prompts produce (numbered markdown lists, bold or plain names, labelled fields).
 
 Each parser returns a `Parsed` with the validated items and how they were found; items that fail
-validation are dropped one by one, so a half-good answer still yields its good half.
+validation are dropped one by one (and counted), so a half-good answer still yields its good half.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ FUNCTION_WORDS = frozenset(["the", "a", "an", "of", "and", "or", "to", "in", "is
 ITEM_START = re.compile(
     r"^\s*(?:#+\s*)?(?:\*\*)?(?:\d{1,3}\s*[.)]|[-*•+]|(?:task|prompt)\s+\d{1,3}\s*[:.)](?:\*\*)?)\s+(?=\S)", re.I
 )
+NUMBERED_START = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?(?:\d{1,3}\s*[.)]|(?:task|prompt)\s+\d{1,3}\s*[:.)])", re.I)
 BOLD_LEAD = re.compile(r"^\s*\*\*(.+?)\*\*\s*[:\-–—]?\s*")
 # Labels written by the official prompts' layouts, bold or not, with ':' or ' - ' after them.
 LABEL = r"(?:\*\*|__)?\s*(?P<label>{names})\s*(?:\*\*|__)?\s*(?:[:：]|\s[-–—]\s?)\s*(?:\*\*|__)?"
@@ -89,27 +90,49 @@ def _json_items(text: str, keys: tuple[str, ...]) -> list[Any] | None:
     return None
 
 
-def _parse(
-    model: type[T], text: str, keys: tuple[str, ...], free_form: Callable[[str], list[dict[str, Any]]]
-) -> Parsed[T]:
+# Validates candidate items: (usable items, candidates dropped).
+Validator = Callable[[Iterable[Any]], tuple[list[Any], int]]
+
+
+def _parse(validate: Validator, text: str, keys: tuple[str, ...], free_form: Callable[[str], list[Any]]) -> Parsed[Any]:
+    """The shared JSON-then-text route of every list parser.
+
+    JSON items count only when they survive `validate` and are not outnumbered by the free-form
+    route's: a numbered list whose prompt embeds `one of ["positive", "negative"]` is still a list.
+    """
     raw = _json_items(text, keys)
-    if raw:
-        items, dropped = _validate_items(model, raw)
-        if items:
-            return Parsed(items, "json", dropped)
-    items, dropped = _validate_items(model, free_form(text))
-    return Parsed(items, "text" if items else "none", dropped)
+    json_items, json_dropped = validate(raw) if raw else ([], 0)
+    text_items, text_dropped = validate(free_form(text))
+    if json_items and len(json_items) >= len(text_items):
+        return Parsed(json_items, "json", json_dropped)
+    return Parsed(text_items, "text" if text_items else "none", text_dropped)
+
+
+def _indent(line: str) -> int:
+    return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())
 
 
 def split_items(text: str) -> list[str]:
     """Split a numbered or bulleted list into items (continuation lines stay with their item).
 
-    Sub-bullets that are labelled fields ("- Attribute Value: ...") continue the current item.
+    The list's own marker is numbers if any line is numbered, else bullets. A line starts a new item
+    only with that marker at (or left of) the first item's indentation: indented lines and bullets
+    under a numbered item ("1. Please analyze ... considering:\n   - a\n   - b") continue it, as do
+    labelled field bullets ("- Attribute Value: ...") in a bulleted list.
     """
-    items: list[list[str]] = []
+    lines = text.splitlines()
+    marked = [line for line in lines if ITEM_START.match(line)]
+    numbered = any(NUMBERED_START.match(line) for line in marked)
+    top = next((_indent(line) for line in marked if bool(NUMBERED_START.match(line)) == numbered), 0)
     field_line = re.compile(r"^\s*[-*•+]?\s*(?:\*\*)?\s*(?:attribute|task)\s+(?:description|value|input|output)", re.I)
-    for line in text.splitlines():
-        starts = ITEM_START.match(line) and not (items and field_line.match(line))
+    items: list[list[str]] = []
+    for line in lines:
+        starts = (
+            ITEM_START.match(line)
+            and bool(NUMBERED_START.match(line)) == numbered
+            and _indent(line) <= top
+            and not (items and field_line.match(line))
+        )
         if starts:
             items.append([ITEM_START.sub("", line, count=1)])
         elif items:
@@ -148,9 +171,13 @@ def parse_attributes(text: str) -> Parsed[AttributeItem]:
     values inside the name ("**Tone: Contrarian**"), sub-bulleted fields and "Name: description".
     Names longer than a few words, or not starting with a letter, are not attribute names.
     """
-    parsed = _parse(AttributeItem, text, ("attributes",), _free_form_attributes)
-    kept = [item for item in parsed.items if _plausible_name(item.name)]
-    return Parsed(kept, parsed.method if kept else "none", parsed.dropped + len(parsed.items) - len(kept))
+    return _parse(_validate_attributes, text, ("attributes",), _free_form_attributes)
+
+
+def _validate_attributes(raw_items: Iterable[Any]) -> tuple[list[AttributeItem], int]:
+    items, dropped = _validate_items(AttributeItem, raw_items)
+    kept = [item for item in items if _plausible_name(item.name)]
+    return kept, dropped + len(items) - len(kept)
 
 
 def _plausible_name(name: str) -> bool:
@@ -215,21 +242,23 @@ def _first_alnum(text: str) -> str:
 def parse_analysis_prompts(text: str) -> Parsed[Any]:
     """Analysis prompts from JSON ({"prompts": [...]}) or a numbered/bulleted list.
 
-    A leading title ("**Tone Analysis**:" or "Tone Analysis:") is dropped, but colons inside the
-    prompt are kept (the official parser cut prompts at their second colon).
+    A leading title ("**Tone Analysis**:" or "Tone Analysis:") and numbering ("1. ", also inside JSON
+    strings) are dropped, but colons inside the prompt are kept (the official parser cut prompts at
+    their second colon). Prompts shorter or longer than one instruction are dropped.
     """
-    raw = _json_items(text, ("prompts", "analysis_prompts", "questions"))
-    method = "json"
-    candidates = [p if isinstance(p, str) else _prompt_in(p) for p in raw] if raw else []
-    if not any(candidates):
-        method, candidates = "text", split_items(text)
-    prompts = []
-    for candidate in candidates:
-        prompt = _strip_title(candidate or "")
+    return _parse(_validate_prompts, text, ("prompts", "analysis_prompts", "questions"), split_items)
+
+
+def _validate_prompts(raw_items: Iterable[Any]) -> tuple[list[str], int]:
+    prompts, dropped = [], 0
+    for raw in raw_items:
+        candidate = raw if isinstance(raw, str) else _prompt_in(raw)
+        prompt = _strip_title(ITEM_START.sub("", candidate, count=1)) if candidate else ""
         if MIN_PROMPT_WORDS <= len(prompt.split()) <= MAX_PROMPT_WORDS:
             prompts.append(prompt)
-    dropped = len(candidates) - len(prompts)
-    return Parsed(prompts, method if prompts else "none", dropped)  # type: ignore[arg-type]
+        else:
+            dropped += 1
+    return prompts, dropped
 
 
 def _prompt_in(value: Any) -> str | None:
@@ -241,26 +270,21 @@ def _prompt_in(value: Any) -> str | None:
 
 
 def _strip_title(item: str) -> str:
+    """One prompt from one list item: its first line, or the line after a title-only first line, without a
+    leading title; bullets under a line that ends in ':' ("considering:") are joined into the prompt."""
     bold = BOLD_LEAD.match(item)
-    if bold and item[bold.end() :].strip():
-        item = item[bold.end() :]
-    elif bold:
-        item = bold.group(1)
-    # One prompt per item: its first line, or the line after a title-only first line.
+    if bold:
+        item = item[bold.end() :] if item[bold.end() :].strip() else bold.group(1)
     lines = [line.strip() for line in item.splitlines() if line.strip()] or [""]
-    text = (
-        lines[1]
-        if len(lines) > 1 and (not bold or not item[bold.end() :].strip()) and _is_title(lines[0])
-        else lines[0]
-    )
+    start = 1 if len(lines) > 1 and not bold and _title_like(lines[0].rstrip(":")) else 0
+    text = lines[start]
     title = re.match(r"^([^:?.!]{1,60}):\s+(.+)$", text)
     if title and _title_like(title.group(1)):
         text = title.group(2)
+    points = [_clean(ITEM_START.sub("", line, count=1)) for line in lines[start + 1 :] if ITEM_START.match(line)]
+    if text.endswith(":") and points:
+        text = f"{text} " + "; ".join(point.rstrip(".;") for point in points) + "."
     return _clean(text)
-
-
-def _is_title(line: str) -> bool:
-    return line.endswith(":") or _title_like(line.rstrip(":"))
 
 
 def _title_like(words: str) -> bool:
@@ -275,7 +299,7 @@ def _title_like(words: str) -> bool:
 
 def parse_task_ideas(text: str) -> Parsed[TaskIdea]:
     """Task ideas from a JSON list (Python literals and cut-off lists too) or labelled list items."""
-    return _parse(TaskIdea, text, ("tasks", "task_ideas"), _free_form_task_ideas)
+    return _parse(lambda raw: _validate_items(TaskIdea, raw), text, ("tasks", "task_ideas"), _free_form_task_ideas)
 
 
 def _free_form_task_ideas(text: str) -> list[dict[str, Any]]:
@@ -295,8 +319,9 @@ def _free_form_task_ideas(text: str) -> list[dict[str, Any]]:
     return ideas
 
 
-def parse_standardized_task(text: str) -> StandardizedTask | None:
-    """A standardized task: JSON object, or the "1. Task Name / 2. Task Description / 3. Task Examples" layout.
+def parse_standardized_task(text: str) -> Parsed[StandardizedTask]:
+    """A standardized task (the one item): JSON object, or the "1. Task Name / 2. Task Description /
+    3. Task Examples" layout; `dropped` counts its examples that did not validate.
 
     Bold headers are optional (the official parser required them and aborted otherwise).
     """
@@ -308,8 +333,8 @@ def parse_standardized_task(text: str) -> StandardizedTask | None:
         raw_examples = next((value[k] for k in example_keys if isinstance(value.get(k), list)), [])
         try:
             task = StandardizedTask.model_validate({k: v for k, v in value.items() if k not in example_keys})
-            task.examples, _ = _validate_items(Demo, raw_examples)  # one bad example does not sink the task
-            return task
+            task.examples, dropped = _validate_items(Demo, raw_examples)  # one bad example does not sink the task
+            return Parsed([task], "json", dropped)
         except ValidationError:
             pass
     sections = _labelled(text, r"task\s+name|task\s+type|task\s+description|task\s+examples?")
@@ -318,15 +343,17 @@ def parse_standardized_task(text: str) -> StandardizedTask | None:
         fields.setdefault(label.replace("examples", "example"), body)
     name, description = fields.get("task name", ""), fields.get("task description", "")
     examples_text = fields.get("task example", text[text.lower().find("task description") :] if description else "")
+    examples = parse_demo_pairs(examples_text)
     try:
-        return StandardizedTask(
+        task = StandardizedTask(
             task_name=_clean(name.split("\n")[0]),
             task_type=_clean(fields.get("task type", "")),
             task_description=_drop_trailing_number(description),
-            examples=parse_demo_pairs(examples_text).items,
+            examples=examples.items,
         )
     except ValidationError:
-        return None
+        return Parsed([], "none", 1)
+    return Parsed([task], "text", examples.dropped)
 
 
 def _drop_trailing_number(text: str) -> str:
@@ -345,16 +372,12 @@ def _one(text: str) -> str:
 
 
 def parse_demo_pairs(text: str) -> Parsed[Demo]:
-    """Input/Output pairs from JSON ({"instances": [...]}) or "Input: ... Output: ..." text.
+    """Input/Output pairs from "Input: ... Output: ..." text, else from an answer that is JSON as a whole.
 
     Labels may be bold or prefixed with "Task"; an output that starts a JSON value keeps that whole
-    value (closed if cut off); a plain output keeps its first paragraph.
+    value (closed if cut off); a plain output keeps its first paragraph. The labels go first: a JSON
+    Output (`Output: [{"text": ..., "label": ...}]`) must not be read as the list of pairs.
     """
-    raw = _json_items(text, ("instances", "examples", "demos"))
-    if raw:
-        items, dropped = _validate_items(Demo, raw)
-        if items:
-            return Parsed(items, "json", dropped)
     pairs: list[dict[str, str]] = []
     current: dict[str, str] = {}
     for label, body in _labelled(text, r"(?:task\s+)?input|(?:task\s+)?output"):
@@ -364,7 +387,23 @@ def parse_demo_pairs(text: str) -> Parsed[Demo]:
             current["output"] = _demo_text(body, structured=True)
             pairs.append(current)
     items, dropped = _validate_items(Demo, pairs)
-    return Parsed(items, "text" if items else "none", dropped)
+    if items:
+        return Parsed(items, "text", dropped)
+    whole = _defenced(text)
+    raw = _json_items(whole, ("instances", "examples", "demos")) if whole[:1] in ("[", "{") else None
+    json_items, json_dropped = _validate_items(Demo, raw or [])
+    if json_items:
+        return Parsed(json_items, "json", json_dropped)
+    return Parsed([], "none", dropped + json_dropped)
+
+
+def _defenced(text: str) -> str:
+    """The answer without a wrapping ``` fence (```json ... ```), stripped."""
+    text = text.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.strip().removesuffix("```")
+    return text.strip()
 
 
 def _demo_text(body: str, structured: bool) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from compeffdist.instructions.clusters import Cluster
+from compeffdist.instructions.normalize import count_histogram
 from compeffdist.instructions.schemas import TEMPLATE_KINDS
 
 CLUSTERS_SHOWN = 30
@@ -28,7 +29,7 @@ def plot_cluster_sizes(clusters: list[Cluster], path: Path) -> Path:
     figure, axis = plt.subplots(figsize=(8, 0.3 * len(shown) + 1.5))
     axis.barh([f"{c.cluster_id}: {c.perspective}"[:40] for c in shown], [c.total_count for c in shown])
     axis.invert_yaxis()
-    axis.set_xlabel("attribute mentions (texts)")
+    axis.set_xlabel("attribute count (instructions.attribute_count)")
     axis.set_title(
         f"Perspectives: {len(clusters)} clusters" + (f" (first {len(shown)})" if len(shown) < len(clusters) else "")
     )
@@ -59,6 +60,16 @@ def _teacher_rows(upstream: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _drop_rows(counts_by_stage: dict[str, dict[str, int]]) -> list[str]:
+    """Every non-zero `*_dropped_*` / `*_items_dropped` count per stage: what was filtered out and why."""
+    lines = ["| stage | count | dropped |", "|---|---|---:|"]
+    for stage, counts in counts_by_stage.items():
+        for key, value in sorted(counts.items()):
+            if value and ("_dropped_" in key or key.endswith("_items_dropped")):
+                lines.append(f"| {stage} | {key} | {value} |")
+    return lines
+
+
 def _usage_rows(upstream: dict[str, Any]) -> list[str]:
     lines = ["| stage | model | requests | prompt tokens | output tokens |", "|---|---|---:|---:|---:|"]
     for stage, manifest in upstream.items():
@@ -76,8 +87,10 @@ def write_report(
     used_clusters: list[Cluster],
     templates: list[dict[str, Any]],
     upstream: dict[str, Any],
+    template_counts: dict[str, int] | None = None,
 ) -> Path:
-    """Write the markdown report; `upstream` maps stage name -> Manifest (or None)."""
+    """Write the markdown report; `upstream` maps stage name -> Manifest (or None), `template_counts` are the
+    templates stage's own counts (its manifest is written after the report)."""
     counts = sorted(int(r["count"]) for r in perspectives)
     all_clusters = len({r["cluster_id"] for r in perspectives})
     lines = ["# Instruction construction", ""]
@@ -89,6 +102,9 @@ def write_report(
     kinds = Counter(t["kind"] for t in templates)
     lines.append(f"- templates: {len(templates)} (" + ", ".join(f"{k} {kinds.get(k, 0)}" for k in TEMPLATE_KINDS) + ")")
     per_cluster = Counter(t["cluster_id"] for t in templates)
+    if counts:
+        lines += ["", "## Attribute counts (kept attributes)", "", "| count | attributes |", "|---|---:|"]
+        lines += [f"| {bin_label} | {n} |" for bin_label, n in count_histogram(counts).items()]
     lines += [
         "",
         "## Perspectives",
@@ -102,7 +118,10 @@ def write_report(
             f"| {cluster.cluster_id} | {len(cluster.attributes)} | {cluster.total_count} | "
             f"{per_cluster.get(cluster.cluster_id, 0)} | {top} |"
         )
-    lines += ["", "## Teacher answers", "", *_teacher_rows(upstream), "", "## Token usage", "", *_usage_rows(upstream)]
+    lines += ["", "## Teacher answers", "", *_teacher_rows(upstream), "", "## Dropped items", ""]
+    stage_counts = {stage: manifest.counts for stage, manifest in upstream.items() if manifest}
+    lines += _drop_rows({**stage_counts, "templates": template_counts or {}})
+    lines += ["", "## Token usage", "", *_usage_rows(upstream)]
     lines += ["", "## Example templates", ""]
     for kind in TEMPLATE_KINDS:
         example = next((t for t in templates if t["kind"] == kind), None)

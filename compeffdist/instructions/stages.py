@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
+from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -19,11 +21,13 @@ from compeffdist.instructions import prompts
 from compeffdist.instructions.clusters import dumps, group_clusters, official_cluster_list
 from compeffdist.instructions.filters import (
     NearDuplicateFilter,
+    clean_demos,
     mentions_reference_text,
     mentions_two_texts,
     task_kind,
 )
 from compeffdist.instructions.parsers import (
+    Parsed,
     parse_analysis_prompts,
     parse_attributes,
     parse_demo_pairs,
@@ -38,7 +42,7 @@ from compeffdist.instructions.schemas import (
     TaskIdeaList,
     request_schema,
 )
-from compeffdist.instructions.teacher import TeacherCall, ask_teacher, merge_usage
+from compeffdist.instructions.teacher import ParseResult, TeacherCall, ask_teacher, merge_usage
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 MENTION_SCHEMA = pa.schema(
@@ -101,13 +105,15 @@ DEMO_SCHEMA = pa.schema(
 )
 TEMPLATE_SCHEMA = pa.schema(
     [
-        ("template_id", pa.string()),
+        ("template_id", pa.string()),  # from (cluster_id, kind, source_id): stable when demos are regenerated
         ("cluster_id", pa.int64()),
         ("kind", pa.string()),
+        ("source_id", pa.string()),  # the analysis prompt_id or the task_id it was made from
         ("task_name", pa.string()),
         ("task_description", pa.string()),
         ("demos", pa.string()),
         ("perspective", pa.string()),
+        ("content_hash", pa.string()),  # changes whenever the text or the demos do
     ]
 )
 TEACHER_SECTIONS = (
@@ -120,6 +126,8 @@ TEACHER_SECTIONS = (
 REFERENCES_PER_DEMO_REQUEST = 2
 SEED_DEMOS_SHOWN = 2
 PAIRS_PER_DEMO_RESPONSE = 2
+# Why generated items were dropped; every reason is always in the stage counts (0 included).
+DROP_REASONS = ("over_limit", "two_texts", "reference_text", "near_duplicate")
 
 
 def _seeded(*parts: Any) -> random.Random:
@@ -129,6 +137,11 @@ def _seeded(*parts: Any) -> random.Random:
 
 def _usage_models(ctx: StageContext) -> dict[str, str]:
     return {"teacher": ctx.config.models.teacher.name}
+
+
+def _drop_counts(prefix: str, dropped: Counter[str], reasons: tuple[str, ...] = DROP_REASONS) -> dict[str, int]:
+    """Stage counts `<prefix>_dropped_<reason>` for every reason (unknown reasons too), so none goes unreported."""
+    return {f"{prefix}_dropped_{reason}": dropped[reason] for reason in sorted({*reasons, *dropped})}
 
 
 # ---------------------------------------------------------------- attributes (S1, S2)
@@ -150,9 +163,15 @@ def sample_texts(pool: list[dict[str, Any]], wanted: int, seed: int) -> list[dic
     return chosen
 
 
-def _attributes_parser(text: str) -> tuple[Any, str]:
-    parsed = parse_attributes(text)
-    return (parsed, parsed.method) if parsed.ok else (None, "no attribute found")
+def _verdict(parsed: Parsed[Any], why_not: str) -> ParseResult:
+    """A parser's items for ask_teacher, with the count of items it dropped (surfaced in the stage counts)."""
+    if not parsed.ok:
+        return ParseResult(None, why_not, parsed.dropped)
+    return ParseResult(parsed.items, parsed.method, parsed.dropped)
+
+
+def _attributes_parser(text: str) -> ParseResult:
+    return _verdict(parse_attributes(text), "no attribute found")
 
 
 def enumerate_attributes(ctx: StageContext) -> StageOutput:
@@ -171,7 +190,7 @@ def enumerate_attributes(ctx: StageContext) -> StageOutput:
         answer = answers.get(f"attr-{text['text_id']}")
         if answer is None:
             continue
-        for index, item in enumerate(answer.value.items):
+        for index, item in enumerate(answer.value):
             rows.append(
                 {
                     "text_id": text["text_id"],
@@ -209,11 +228,12 @@ def build_perspectives(ctx: StageContext) -> StageOutput:
         Mention(r["text_id"], r["raw_name"], r["description"], r["value"])
         for r in sorted(ctx.read("attributes").to_pylist(), key=lambda r: (r["text_id"], r["item_index"]))
     ]
-    attributes = aggregate_attributes(mentions)
+    attributes = aggregate_attributes(mentions, cfg.attribute_count)
     kept = frequent_attributes(attributes, cfg.min_attribute_count)
     if not kept:
         raise RuntimeError(
-            f"no attribute was seen in more than instructions.min_attribute_count={cfg.min_attribute_count} texts "
+            f"no attribute has more than instructions.min_attribute_count={cfg.min_attribute_count} "
+            f"{cfg.attribute_count} "
             f"({len(mentions)} mentions, {len(attributes)} distinct names): lower min_attribute_count, raise "
             "texts_for_attributes, or check the attributes stage's rejects (the teacher's answers did not parse)"
         )
@@ -260,9 +280,8 @@ def build_perspectives(ctx: StageContext) -> StageOutput:
 # ---------------------------------------------------------------- analysis prompts (S4, S5)
 
 
-def _prompts_parser(text: str) -> tuple[Any, str]:
-    parsed = parse_analysis_prompts(text)
-    return (parsed.items, parsed.method) if parsed.ok else (None, "no prompt found")
+def _prompts_parser(text: str) -> ParseResult:
+    return _verdict(parse_analysis_prompts(text), "no prompt found")
 
 
 def generate_analysis_prompts(ctx: StageContext) -> StageOutput:
@@ -285,15 +304,23 @@ def generate_analysis_prompts(ctx: StageContext) -> StageOutput:
     ]
     answers, stats = ask_teacher(ctx, "analysis_prompts", calls, cfg.generation_sampling, _prompts_parser)
     unique = NearDuplicateFilter(cfg.near_duplicate_threshold)
-    rows, filtered = [], 0
+    rows: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
     for cluster in clusters:
         answer = answers.get(f"analysis-c{cluster.cluster_id}")
         kept = 0
         for prompt in answer.value if answer else []:
-            if kept >= cfg.analysis_prompts_per_cluster:
-                break
-            if mentions_two_texts(prompt) or mentions_reference_text(prompt) or not unique.accept(prompt):
-                filtered += 1
+            if kept >= cfg.analysis_prompts_per_cluster:  # checked first: unique must only remember kept prompts
+                dropped["over_limit"] += 1
+                continue
+            if mentions_two_texts(prompt):
+                dropped["two_texts"] += 1
+                continue
+            if mentions_reference_text(prompt):
+                dropped["reference_text"] += 1
+                continue
+            if not unique.accept(prompt):
+                dropped["near_duplicate"] += 1
                 continue
             rows.append(
                 {
@@ -310,7 +337,7 @@ def generate_analysis_prompts(ctx: StageContext) -> StageOutput:
         counts={
             "clusters": len(clusters),
             "prompts": len(rows),
-            "filtered_duplicates_or_two_texts": filtered,
+            **_drop_counts("prompts", dropped),
             **stats.counts("teacher"),
         },
         models=_usage_models(ctx),
@@ -322,35 +349,21 @@ def generate_analysis_prompts(ctx: StageContext) -> StageOutput:
 # ---------------------------------------------------------------- tasks (S6, S7, S8)
 
 
-def _ideas_parser(text: str) -> tuple[Any, str]:
-    parsed = parse_task_ideas(text)
-    return (parsed.items, parsed.method) if parsed.ok else (None, "no task idea found")
+def _ideas_parser(text: str) -> ParseResult:
+    return _verdict(parse_task_ideas(text), "no task idea found")
 
 
-def _standardized_parser(text: str) -> tuple[Any, str]:
-    task = parse_standardized_task(text)
-    return (task, "parsed") if task is not None else (None, "no task name and description found")
-
-
-def _clean_demos(demos: list[dict[str, str]], unique: NearDuplicateFilter, limit: int) -> tuple[list[dict], int]:
-    """Demos without two-text/reference-text mentions or (near-)duplicate inputs, the first `limit`."""
-    kept, dropped = [], 0
-    for demo in demos:
-        text = f"{demo['input']} {demo['output']}"
-        if len(kept) >= limit or mentions_two_texts(text) or mentions_reference_text(text):
-            dropped += 1
-        elif unique.accept(demo["input"]):
-            kept.append({"input": demo["input"], "output": demo["output"]})
-        else:
-            dropped += 1
-    return kept, dropped
+def _standardized_parser(text: str) -> ParseResult:
+    verdict = _verdict(parse_standardized_task(text), "no task name and description found")
+    return verdict._replace(value=verdict.value[0]) if verdict.value else verdict
 
 
 def generate_tasks(ctx: StageContext) -> StageOutput:
     """S6-S8: typed task ideas per perspective, then each standardized with an output format and seed demos.
 
-    An idea whose standardization does not parse is kept as the teacher stated it (no demos,
-    `standardized` false) rather than lost; tasks that involve two texts are dropped.
+    An idea whose standardization never parses has no output format and no demos: it is dropped and
+    rejected, unless instructions.keep_unstandardized_tasks keeps it as the teacher stated it
+    (`standardized` false). Tasks that involve two texts are dropped.
     """
     cfg = ctx.config.instructions
     structured = cfg.structured_output
@@ -368,17 +381,22 @@ def generate_tasks(ctx: StageContext) -> StageOutput:
     ideas_by_call, idea_stats = ask_teacher(ctx, "task_ideas", idea_calls, cfg.generation_sampling, _ideas_parser)
 
     ideas: list[tuple[int, int, Any]] = []  # (cluster_id, task_index, idea)
-    two_text_ideas = 0
+    idea_drops: Counter[str] = Counter()
     for cluster in clusters:
         answer = ideas_by_call.get(f"task1-c{cluster.cluster_id}")
         unique = NearDuplicateFilter(cfg.near_duplicate_threshold)
+        index = 0
         for idea in answer.value if answer else []:
-            if len([i for i in ideas if i[0] == cluster.cluster_id]) >= cfg.tasks_per_cluster:
-                break
-            if mentions_two_texts(f"{idea.task_name} {idea.task_description}"):
-                two_text_ideas += 1
-            elif unique.accept(f"{idea.task_name} {idea.task_description}"):
-                ideas.append((cluster.cluster_id, len([i for i in ideas if i[0] == cluster.cluster_id]), idea))
+            text = f"{idea.task_name} {idea.task_description}"
+            if index >= cfg.tasks_per_cluster:
+                idea_drops["over_limit"] += 1
+            elif mentions_two_texts(text):
+                idea_drops["two_texts"] += 1
+            elif not unique.accept(text):
+                idea_drops["near_duplicate"] += 1
+            else:
+                ideas.append((cluster.cluster_id, index, idea))
+                index += 1
 
     standardize_calls = [
         TeacherCall(
@@ -393,22 +411,31 @@ def generate_tasks(ctx: StageContext) -> StageOutput:
     standardized, std_stats = ask_teacher(
         ctx, "task_standardization", standardize_calls, cfg.generation_sampling, _standardized_parser
     )
-    rows, two_text_tasks, dropped_demos = [], 0, 0
+    rows: list[dict[str, Any]] = []
+    task_drops: Counter[str] = Counter()
+    seed_drops: Counter[str] = Counter()
     for cid, index, idea in ideas:
         request_id = f"task2-c{cid}-t{index}"
         answer = standardized.get(request_id)
         task = answer.value if answer else None
+        if task is None and not cfg.keep_unstandardized_tasks:
+            # The stage-2 answer itself is already rejected by ask_teacher; this records the task's fate.
+            task_drops["unstandardized"] += 1
+            ctx.reject(
+                "teacher", f"c{cid}-t{index}", "task", "task never standardized: dropped", dumps(idea.model_dump())
+            )
+            continue
         name = task.task_name if task else idea.task_name
         description = task.task_description if task else idea.task_description
         examples = [d.model_dump() for d in task.examples] if task else []
         if mentions_two_texts(f"{name} {description}"):
-            two_text_tasks += 1
+            task_drops["two_texts"] += 1
             ctx.reject("teacher", request_id, "task", "task involves two texts", description)
             continue
-        demos, dropped = _clean_demos(
+        demos, dropped = clean_demos(
             examples, NearDuplicateFilter(cfg.near_duplicate_threshold), cfg.seed_demos_per_task
         )
-        dropped_demos += dropped
+        seed_drops.update(dropped)
         rows.append(
             {
                 "task_id": f"c{cid}-t{index}",
@@ -429,10 +456,10 @@ def generate_tasks(ctx: StageContext) -> StageOutput:
             "clusters": len(clusters),
             "ideas": len(ideas),
             "tasks": len(rows),
-            "tasks_unstandardized": sum(not r["standardized"] for r in rows),
-            "two_text_ideas": two_text_ideas,
-            "two_text_tasks": two_text_tasks,
-            "seed_demos_dropped": dropped_demos,
+            "tasks_kept_unstandardized": sum(not r["standardized"] for r in rows),
+            **_drop_counts("ideas", idea_drops, ("over_limit", "two_texts", "near_duplicate")),
+            **_drop_counts("tasks", task_drops, ("unstandardized", "two_texts")),
+            **_drop_counts("seed_demos", seed_drops),
             **idea_stats.counts("ideas"),
             **std_stats.counts("standardize"),
         },
@@ -445,9 +472,8 @@ def generate_tasks(ctx: StageContext) -> StageOutput:
 # ---------------------------------------------------------------- demos (S9, S10)
 
 
-def _demos_parser(text: str) -> tuple[Any, str]:
-    parsed = parse_demo_pairs(text)
-    return (parsed.items, parsed.method) if parsed.ok else (None, "no Input/Output pair found")
+def _demos_parser(text: str) -> ParseResult:
+    return _verdict(parse_demo_pairs(text), "no Input/Output pair found")
 
 
 def generate_demos(ctx: StageContext) -> StageOutput:
@@ -472,7 +498,8 @@ def generate_demos(ctx: StageContext) -> StageOutput:
             )
             calls.append(TeacherCall(request_id, prompt, schema))
     answers, stats = ask_teacher(ctx, "demos", calls, cfg.generation_sampling, _demos_parser)
-    rows, dropped = [], 0
+    rows: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
     for task in tasks:
         unique = NearDuplicateFilter(cfg.near_duplicate_threshold)
         for demo in json.loads(task["seed_demos"]):
@@ -481,10 +508,11 @@ def generate_demos(ctx: StageContext) -> StageOutput:
         for k in range(cfg.demo_requests_per_task):
             request_id = f"demo-{task['task_id']}-d{k}"
             answer = answers.get(request_id)
-            pairs = [d.model_dump() for d in answer.value[:PAIRS_PER_DEMO_RESPONSE]] if answer else []
+            pairs = [d.model_dump() for d in answer.value] if answer else []
+            dropped["extra_pairs"] += max(len(pairs) - PAIRS_PER_DEMO_RESPONSE, 0)  # the request asked for two
             room = cfg.max_generated_demos_per_task - kept_for_task
-            kept, lost = _clean_demos(pairs, unique, max(room, 0))
-            dropped += lost
+            kept, lost = clean_demos(pairs[:PAIRS_PER_DEMO_RESPONSE], unique, max(room, 0))
+            dropped.update(lost)
             for j, demo in enumerate(kept):
                 rows.append(
                     {
@@ -500,7 +528,12 @@ def generate_demos(ctx: StageContext) -> StageOutput:
             kept_for_task += len(kept)
     return StageOutput(
         table=pa.Table.from_pylist(rows, schema=DEMO_SCHEMA),
-        counts={"tasks": len(tasks), "demos": len(rows), "demos_dropped": dropped, **stats.counts("teacher")},
+        counts={
+            "tasks": len(tasks),
+            "demos": len(rows),
+            **_drop_counts("demos", dropped, (*DROP_REASONS, "extra_pairs")),
+            **stats.counts("teacher"),
+        },
         models=_usage_models(ctx),
         token_usage=stats.usage,
         extra={"sampling": cfg.generation_sampling.model_dump()},
@@ -510,10 +543,21 @@ def generate_demos(ctx: StageContext) -> StageOutput:
 # ---------------------------------------------------------------- templates (S11)
 
 
-def template_id(cluster_id: int, kind: str, task_name: str, task_description: str, demos: str) -> str:
-    """Stable id: a hash of the template's content and its cluster."""
+def template_id(cluster_id: int, kind: str, source_id: str) -> str:
+    """Stable id from what a template is (cluster, kind, the prompt or task it comes from), not its content:
+    regenerating demos keeps every template id, and with it the labeling stage's record ids."""
+    return hashlib.sha1(dumps([cluster_id, kind, source_id]).encode("utf-8")).hexdigest()[:16]
+
+
+def content_hash(cluster_id: int, kind: str, task_name: str, task_description: str, demos: str) -> str:
+    """A hash of the template's content: tells two versions of one template_id apart."""
     payload = dumps([cluster_id, kind, task_name, task_description, demos])
     return hashlib.sha1(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _natural_key(value: str) -> list[Any]:
+    """Sort key in which numbers compare as numbers: "c0-t1-d2-0" comes before "c0-t1-d10-0"."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", value)]
 
 
 def assemble_templates(
@@ -522,43 +566,60 @@ def assemble_templates(
     task_rows: list[dict[str, Any]],
     demo_rows: list[dict[str, Any]],
     near_duplicate_threshold: float,
-) -> tuple[list[dict[str, Any]], int]:
-    """Typed templates from prompts, tasks and demos (joined by ids); returns (templates, duplicates dropped)."""
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Typed templates from prompts, tasks and demos, joined by ids only; returns (templates, drop counts).
+
+    A task's demos are its seed demos, then its generated demos in demo-id order, through the same
+    filter as everywhere (clean_demos). Templates of clusters not in `clusters`, (near-)duplicate
+    templates, and demos of unknown tasks are dropped and counted under their own names.
+    """
+    task_ids = {row["task_id"] for row in task_rows}
     demos_by_task: dict[str, list[dict[str, str]]] = {}
-    for demo in sorted(demo_rows, key=lambda d: d["demo_id"]):
+    orphan_demos = 0
+    for demo in sorted(demo_rows, key=lambda d: _natural_key(d["demo_id"])):
+        if demo["task_id"] not in task_ids:
+            orphan_demos += 1
+            continue
         demos_by_task.setdefault(demo["task_id"], []).append({"input": demo["input"], "output": demo["output"]})
     unique = NearDuplicateFilter(near_duplicate_threshold)
-    templates, duplicates = [], 0
+    templates: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
+    demo_drops: Counter[str] = Counter()
 
-    def add(cluster_id: int, kind: str, name: str, description: str, demos: list[dict[str, str]]) -> None:
-        nonlocal duplicates
-        if cluster_id not in clusters or not unique.accept(f"{kind} {description}"):
-            duplicates += 1
-            return
-        demos_json = dumps(demos)
-        templates.append(
-            {
-                "template_id": template_id(cluster_id, kind, name, description, demos_json),
-                "cluster_id": cluster_id,
-                "kind": kind,
-                "task_name": name,
-                "task_description": description,
-                "demos": demos_json,
-                "perspective": clusters[cluster_id],
-            }
-        )
+    def add(cluster_id: int, kind: str, source_id: str, name: str, description: str, demos: list[dict]) -> None:
+        if cluster_id not in clusters:
+            dropped["unknown_cluster"] += 1
+        elif not unique.accept(f"{kind} {description}"):
+            dropped["near_duplicate"] += 1
+        else:
+            demos_json = dumps(demos)
+            templates.append(
+                {
+                    "template_id": template_id(cluster_id, kind, source_id),
+                    "cluster_id": cluster_id,
+                    "kind": kind,
+                    "source_id": source_id,
+                    "task_name": name,
+                    "task_description": description,
+                    "demos": demos_json,
+                    "perspective": clusters[cluster_id],
+                    "content_hash": content_hash(cluster_id, kind, name, description, demos_json),
+                }
+            )
 
     for row in sorted(analysis_rows, key=lambda r: (r["cluster_id"], r["prompt_index"])):
-        add(row["cluster_id"], "analysis", "analysis", row["prompt"], [])
+        add(row["cluster_id"], "analysis", row["prompt_id"], "analysis", row["prompt"], [])
     for row in sorted(task_rows, key=lambda r: (r["cluster_id"], r["task_index"])):
-        seen_inputs: set[str] = set()
-        demos = []
-        for demo in [*json.loads(row["seed_demos"]), *demos_by_task.get(row["task_id"], [])]:
-            if demo["input"] not in seen_inputs:
-                seen_inputs.add(demo["input"])
-                demos.append(demo)
-        add(row["cluster_id"], row["kind"], row["task_name"], row["task_description"], demos)
-    return templates, duplicates
+        candidates = [*json.loads(row["seed_demos"]), *demos_by_task.get(row["task_id"], [])]
+        demos, lost = clean_demos(candidates, NearDuplicateFilter(near_duplicate_threshold))
+        demo_drops.update(lost)
+        add(row["cluster_id"], row["kind"], row["task_id"], row["task_name"], row["task_description"], demos)
+    counts = {
+        **_drop_counts("templates", dropped, ("unknown_cluster", "near_duplicate")),
+        **_drop_counts("template_demos", demo_drops, ("two_texts", "reference_text", "near_duplicate")),
+        "demos_of_unknown_tasks": orphan_demos,
+    }
+    return templates, counts
 
 
 def build_templates(ctx: StageContext) -> StageOutput:
@@ -568,7 +629,7 @@ def build_templates(ctx: StageContext) -> StageOutput:
     cfg = ctx.config.instructions
     perspectives = ctx.read("perspectives").to_pylist()
     clusters = group_clusters(perspectives, cfg.max_clusters)
-    templates, duplicates = assemble_templates(
+    templates, dropped = assemble_templates(
         {c.cluster_id: c.perspective for c in clusters},
         ctx.read("analysis_prompts").to_pylist(),
         ctx.read("tasks").to_pylist(),
@@ -577,7 +638,7 @@ def build_templates(ctx: StageContext) -> StageOutput:
     )
     upstream = {name: ctx.store.manifest(name) for name in ("attributes", "analysis_prompts", "tasks", "demos")}
     plot_cluster_sizes(group_clusters(perspectives), ctx.files_dir / "instruction_clusters.png")
-    write_report(ctx.files_dir / "instructions.md", perspectives, clusters, templates, upstream)
+    write_report(ctx.files_dir / "instructions.md", perspectives, clusters, templates, upstream, dropped)
     if not templates:
         raise RuntimeError(
             "instruction construction produced zero templates: the teacher gave no usable analysis prompt or task "
@@ -589,7 +650,7 @@ def build_templates(ctx: StageContext) -> StageOutput:
     ctx.log(f"{len(templates)} templates ({', '.join(f'{k}={v}' for k, v in sorted(kinds.items()))})")
     return StageOutput(
         table=pa.Table.from_pylist(templates, schema=TEMPLATE_SCHEMA),
-        counts={"templates": len(templates), "duplicates_dropped": duplicates, **dict(sorted(kinds.items()))},
+        counts={"templates": len(templates), **dropped, **dict(sorted(kinds.items()))},
     )
 
 
@@ -608,6 +669,7 @@ STAGES = [
         inputs=("attributes",),
         sections=(
             "instructions.min_attribute_count",
+            "instructions.attribute_count",
             "instructions.clustering",
             "instructions.embedding_batch_size",
             "instructions.embedding_num_gpus",
@@ -632,7 +694,13 @@ STAGES = [
         name="tasks",
         run=generate_tasks,
         inputs=("perspectives",),
-        sections=(*GENERATION, "instructions.tasks_per_cluster", "instructions.seed_demos_per_task", *TEACHER_SECTIONS),
+        sections=(
+            *GENERATION,
+            "instructions.tasks_per_cluster",
+            "instructions.seed_demos_per_task",
+            "instructions.keep_unstandardized_tasks",
+            *TEACHER_SECTIONS,
+        ),
         description="teacher proposes typed tasks and standardizes them with seed demos (S6-S8)",
     ),
     Stage(

@@ -3,15 +3,18 @@
 Requests carry stable ids built from the things they are about (text_id, cluster_id, task index,
 demo index); answers are joined back by those ids only. Raw responses, including those of retries,
 are kept in `files/responses_<step>.parquet`; every answer that stays unusable is quarantined with
-ctx.reject and the reason. Re-asking only makes sense when sampling, so retries need temperature > 0.
+ctx.reject and the reason. Re-asking only makes sense when sampling, so retries need temperature > 0,
+and each attempt gets its own seed (derived from the run seed and the attempt's request id): with one
+seed for every request, vLLM would answer a re-ask with the very same tokens.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 
@@ -33,23 +36,24 @@ class TeacherCall:
 
 @dataclass
 class Answer:
-    """The teacher's usable answer to one call (the last attempt's response and parse)."""
+    """The teacher's usable answer to one call: the parsed value of the attempt that parsed."""
 
     request_id: str
-    response: str
     value: Any
     method: str
-    attempts: int
 
 
 @dataclass
 class TeacherStats:
+    """What one ask_teacher step did; `counts(prefix)` gives its stage counts."""
+
     requests: int = 0
     parsed: int = 0
     rejected: int = 0
     engine_errors: int = 0
     parse_retries: int = 0
     recovered_by_retry: int = 0
+    items_dropped: int = 0  # items of usable answers that failed validation or the parser's filters
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def counts(self, prefix: str) -> dict[str, int]:
@@ -60,11 +64,28 @@ class TeacherStats:
             f"{prefix}_engine_errors": self.engine_errors,
             f"{prefix}_parse_retries": self.parse_retries,
             f"{prefix}_recovered_by_retry": self.recovered_by_retry,
+            f"{prefix}_items_dropped": self.items_dropped,
         }
 
 
-# A parser returns (value, how) on success or (None, why not) on failure.
-Parser = Callable[[str], tuple[Any, str]]
+class ParseResult(NamedTuple):
+    """A parser's verdict: `value` (None when unusable), how it was found or why not, items it dropped."""
+
+    value: Any
+    how: str
+    dropped: int = 0
+
+
+Parser = Callable[[str], ParseResult]
+
+
+def request_seed(base_seed: int, request_id: str) -> int:
+    """A sampling seed for one request: a hash of the base seed and the request id (31 bits, for every backend).
+
+    Stable across runs and batch layouts; different for every request, re-asks included (their ids differ).
+    """
+    digest = hashlib.sha256(f"{base_seed}|{request_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 def ask_teacher(
@@ -81,6 +102,7 @@ def ask_teacher(
     cfg = ctx.config
     structured = cfg.instructions.structured_output
     retries = cfg.instructions.parse_retries if sampling.temperature > 0 else 0
+    base_seed = sampling.seed if sampling.seed is not None else cfg.run.seed
     stats = TeacherStats(requests=len(calls))
     answers: dict[str, Answer] = {}
     failures: dict[str, tuple[str, str]] = {}  # request_id -> (reason, raw response)
@@ -94,7 +116,7 @@ def ask_teacher(
             GenerationRequest(
                 request_id=call.request_id + suffix,
                 messages=[{"role": "user", "content": call.prompt}],
-                sampling=sampling,
+                sampling=sampling.model_copy(update={"seed": request_seed(base_seed, call.request_id + suffix)}),
                 json_schema=call.schema if structured else None,
             )
             for call in pending
@@ -108,7 +130,7 @@ def ask_teacher(
         still_failing = []
         for call in pending:
             row = by_id.get(call.request_id + suffix)
-            value, how = _judge(row, parse)
+            value, how, dropped = _judge(row, parse)
             statuses.append(how if value is not None else f"rejected: {how}")
             if value is None:
                 if row is not None and row.get("error"):
@@ -116,7 +138,8 @@ def ask_teacher(
                 failures[call.request_id] = (how, (row or {}).get("response") or "")
                 still_failing.append(call)
                 continue
-            answers[call.request_id] = Answer(call.request_id, row["response"], value, how, attempt + 1)
+            answers[call.request_id] = Answer(call.request_id, value, how)
+            stats.items_dropped += dropped
             failures.pop(call.request_id, None)
             if attempt:
                 stats.recovered_by_retry += 1
@@ -147,18 +170,18 @@ def _step_context(ctx: StageContext, step: str, attempt: int) -> StageContext:
     return sub
 
 
-def _judge(row: dict[str, Any] | None, parse: Parser) -> tuple[Any, str]:
+def _judge(row: dict[str, Any] | None, parse: Parser) -> ParseResult:
     if row is None:
-        return None, "no result row"
+        return ParseResult(None, "no result row")
     if row.get("error"):
-        return None, f"engine error: {row['error']}"
+        return ParseResult(None, f"engine error: {row['error']}")
     response = row.get("response") or ""
     if not response.strip():
-        return None, "empty response"
-    value, how = parse(response)
-    if value is None and row.get("finish_reason") == "length":
-        how += " (answer cut at max_tokens)"
-    return value, how
+        return ParseResult(None, "empty response")
+    result = parse(response)
+    if result.value is None and row.get("finish_reason") == "length":
+        return result._replace(how=result.how + " (answer cut at max_tokens)")
+    return result
 
 
 def _with_status(table: pa.Table, ids: list[str], statuses: list[str]) -> pa.Table:

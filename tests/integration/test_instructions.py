@@ -1,9 +1,11 @@
 """Instruction construction on a real local Ray: every stage wired through the Runner.
 
-A tiny random-init teacher writes noise, so with it the test checks the plumbing and the failure
+A tiny random-init teacher writes noise, so with it the tests check the plumbing and the failure
 path (every answer kept raw, rejected with a reason, and a clear error when nothing is usable); the
 attribute mentions are injected to get past enumeration into real embedding (MiniLM on Ray) and
-clustering. The slow test runs the real SmolLM2 teacher end to end and checks the templates contract.
+clustering, and fixed tasks are injected to run demos -> templates (S9-S11) with real seed demos.
+The sampling test checks per-request seeds on the tiny model. The slow test runs the real SmolLM2
+teacher end to end and checks the templates contract.
 """
 
 from __future__ import annotations
@@ -15,9 +17,19 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import tiny_config
 
-from compeffdist.config import JobConfig
+from compeffdist.config import EngineConfig, JobConfig, ModelSpec, SamplingConfig
 from compeffdist.data.pool import STAGES as POOL
-from compeffdist.instructions.stages import MENTION_SCHEMA, STAGES, TEMPLATE_SCHEMA
+from compeffdist.engines.base import GenerationRequest
+from compeffdist.instructions.stages import (
+    MENTION_SCHEMA,
+    PERSPECTIVE_SCHEMA,
+    PROMPT_SCHEMA,
+    STAGES,
+    TASK_SCHEMA,
+    TEMPLATE_SCHEMA,
+    template_id,
+)
+from compeffdist.instructions.teacher import RETRY_MARK, request_seed
 from compeffdist.pipeline import Runner
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -77,7 +89,8 @@ def test_stages_run_on_ray_keep_raw_answers_reject_noise_and_fail_clearly(tmp_pa
         ["tone", "emotional intensity", "sarcasm", "irony", "regret", "anger", "humor"]
     )
     tone = next(r for r in perspectives if r["attribute"] == "tone")
-    assert tone["count"] == 6 and json.loads(tone["variants"]) == {"tone": 6, "tone: angry": 6}
+    # Counts are mentions (official): "tone" and "tone: angry" in each of the 6 texts.
+    assert tone["count"] == 12 and json.loads(tone["variants"]) == {"tone": 6, "tone: angry": 6}
     cluster_ids = sorted({r["cluster_id"] for r in perspectives})
     assert cluster_ids == list(range(len(cluster_ids)))
     for stage, files in (("analysis_prompts", ["responses_analysis_prompts.parquet"]),
@@ -98,6 +111,124 @@ def test_stages_run_on_ray_keep_raw_answers_reject_noise_and_fail_clearly(tmp_pa
     assert [(r["attribute_id"], r["cluster_id"]) for r in again] == [
         (r["attribute_id"], r["cluster_id"]) for r in perspectives
     ]
+
+
+# ---------------------------------------------------------------- S9-S11 on Ray with fixed tasks
+
+SEED_DEMOS = {
+    "c0-t0": [
+        {"input": "The staff were lovely.", "output": "positive"},
+        {"input": "Cold fries.", "output": "negative"},
+    ],
+    "c1-t0": [{"input": "Oh great, another delay.", "output": "Oh great"}],
+}
+
+
+def _fixed_perspectives(ctx: StageContext) -> StageOutput:
+    rows = [
+        {"attribute_id": f"a{cid}", "attribute": name, "count": 30 - cid, "variants": "{}",
+         "description": f"how the text shows {name}", "top_descriptions": "[]", "cluster_id": cid, "rank_in_cluster": 0}
+        for cid, name in enumerate(["tone", "sarcasm"])
+    ]  # fmt: skip
+    return StageOutput(table=pa.Table.from_pylist(rows, schema=PERSPECTIVE_SCHEMA))
+
+
+def _fixed_prompts(ctx: StageContext) -> StageOutput:
+    row = {"prompt_id": "c0-p0", "cluster_id": 0, "prompt_index": 0, "prompt": "Please analyze the tone of this text.",
+           "request_id": "analysis-c0"}  # fmt: skip
+    return StageOutput(table=pa.Table.from_pylist([row], schema=PROMPT_SCHEMA))
+
+
+TASKS = [
+    ("c0-t0", "classification", "Tone", "Classify the tone as positive or negative. Answer with the label only."),
+    ("c1-t0", "extraction", "Sarcastic phrase", "Extract the sarcastic phrase exactly as written."),
+]
+
+
+def _fixed_tasks(ctx: StageContext) -> StageOutput:
+    """Standardized tasks as a capable teacher would give them; SEED_DEMOS is read at run time."""
+    rows = [
+        {"task_id": task_id, "cluster_id": int(task_id[1]), "task_index": 0, "kind": kind, "task_name": name,
+         "task_description": description, "seed_demos": json.dumps(SEED_DEMOS[task_id]), "standardized": True,
+         "idea": "{}", "request_id": f"task2-{task_id}"}
+        for task_id, kind, name, description in TASKS
+    ]  # fmt: skip
+    return StageOutput(table=pa.Table.from_pylist(rows, schema=TASK_SCHEMA))
+
+
+def test_demos_to_templates_on_ray_keeps_seed_demos_and_stable_ids(tmp_path, data_root, tiny_model_dir, monkeypatch):
+    config = _instruction_config(tmp_path, data_root, tiny_model_dir, demo_requests_per_task=2, parse_retries=1)
+    real = {s.name: s for s in STAGES}
+    stages = [
+        *POOL,
+        Stage(name="perspectives", run=_fixed_perspectives, inputs=("pool",)),
+        Stage(name="analysis_prompts", run=_fixed_prompts, inputs=("perspectives",)),
+        Stage(name="tasks", run=_fixed_tasks, inputs=("perspectives",)),
+        real["demos"],  # real: 2 requests per task on a Ray actor pool with the tiny teacher, re-asked once
+        real["templates"],
+    ]
+    runner = Runner(config, stages)
+    runner.run()
+    demos = runner.store.manifest("demos")
+    assert demos.counts["teacher_requests"] == 4
+    assert demos.counts["teacher_parsed"] + demos.counts["teacher_rejected"] == 4
+    assert demos.counts["rejects"] == demos.counts["teacher_rejected"]
+    responses = pq.read_table(runner.store.files_dir("demos") / "responses_demos.parquet").to_pylist()
+    by_id = {r["request_id"]: r for r in responses}
+    assert {r["request_id"].partition(RETRY_MARK)[0] for r in responses} == {
+        f"demo-{task}-d{k}" for task in SEED_DEMOS for k in range(2)
+    }
+    # Each attempt carried its own seed through the Ray worker; a re-ask is a new draw, not the same answer.
+    assert all(r["seed"] == request_seed(config.run.seed, r["request_id"]) for r in responses)
+    retried = [rid for rid in by_id if RETRY_MARK in rid]
+    assert len(retried) == demos.counts["teacher_parse_retries"]
+    assert all(by_id[rid]["response"] != by_id[rid.partition(RETRY_MARK)[0]]["response"] for rid in retried)
+
+    templates = runner.store.read_table("templates")
+    assert templates.schema.equals(TEMPLATE_SCHEMA)
+    rows = {r["source_id"]: r for r in templates.to_pylist()}
+    assert sorted(rows) == ["c0-p0", "c0-t0", "c1-t0"]
+    generated = {t: [d for d in runner.store.read_table("demos").to_pylist() if d["task_id"] == t] for t in SEED_DEMOS}
+    for task_id, seeds in SEED_DEMOS.items():
+        row = rows[task_id]
+        assert row["template_id"] == template_id(row["cluster_id"], row["kind"], task_id)
+        expected = seeds + [{"input": d["input"], "output": d["output"]} for d in generated[task_id]]
+        assert json.loads(row["demos"]) == expected  # seed demos first, then what the demos stage kept
+    assert rows["c1-t0"]["kind"] == "extraction" and rows["c0-p0"]["demos"] == "[]"
+
+    # New seed demos, tasks to templates re-run (forced: manifests fingerprint counts, not content): the
+    # templates keep their ids, not their content.
+    monkeypatch.setitem(SEED_DEMOS, "c0-t0", [{"input": "Best pizza in town.", "output": "positive"}])
+    Runner(config, stages).run(force=["tasks", "demos", "templates"])
+    again = {r["source_id"]: r for r in runner.store.read_table("templates").to_pylist()}
+    assert {k: r["template_id"] for k, r in again.items()} == {k: r["template_id"] for k, r in rows.items()}
+    assert again["c0-t0"]["content_hash"] != rows["c0-t0"]["content_hash"]
+    assert json.loads(again["c0-t0"]["demos"])[0] == {"input": "Best pizza in town.", "output": "positive"}
+
+
+# ---------------------------------------------------------------- per-request sampling seeds
+
+
+def test_sampled_output_depends_on_the_request_seed_not_on_its_batch(tiny_model_dir):
+    from compeffdist.engines.transformers_engine import TransformersEngine
+
+    engine = TransformersEngine(ModelSpec(name=str(tiny_model_dir)), EngineConfig(batch_size=8, max_model_len=512))
+    sampling = SamplingConfig(temperature=1.0, top_p=0.95, max_tokens=16)
+
+    def request(request_id: str, text: str) -> GenerationRequest:
+        seed = request_seed(7, request_id)
+        messages = [{"role": "user", "content": text}]
+        return GenerationRequest(request_id, messages=messages, sampling=sampling.model_copy(update={"seed": seed}))
+
+    prompt = "Write two instances: the food was great and the staff were friendly."
+    target = request("demo-c0-t0-d0", prompt)
+    others = [request(f"other-{i}", "Input: " + "so so " * (3 * i) + "fine") for i in range(3)]
+    alone = engine.generate([target])[0]
+    batched = {r.request_id: r for r in engine.generate([others[0], target, *others[1:]])}
+    assert alone.text and alone.text == batched[target.request_id].text
+    assert engine.generate([target])[0].text == alone.text  # the global torch RNG plays no part
+    reask = request(f"{target.request_id}{RETRY_MARK}1", prompt)  # same prompt, the re-ask's own seed
+    assert engine.generate([reask])[0].text != alone.text
 
 
 @pytest.mark.slow

@@ -58,3 +58,50 @@ def test_single_and_empty_inputs():
     cfg = ClusteringConfig()
     assert cluster_embeddings(np.ones((1, 4)), [3], cfg, seed=1).tolist() == [0]
     assert cluster_embeddings(np.ones((0, 4)), [], cfg, seed=1).tolist() == []
+
+
+# Mentions -> normalized attributes -> clustering -> renumbering, as build_perspectives runs it, with embeddings
+# fixed per name (three groups). Run in fresh interpreters with different PYTHONHASHSEED values: iterating a set or
+# dict of names anywhere on this path would change the labels between processes, which one process cannot see.
+PERSPECTIVES_SCRIPT = """
+import hashlib, json
+import numpy as np
+from compeffdist.config import ClusteringConfig
+from compeffdist.instructions.clustering import cluster_embeddings, renumber_by_size
+from compeffdist.instructions.normalize import Mention, aggregate_attributes, frequent_attributes
+
+GROUPS = {0: ["tone", "attitude", "formality"], 1: ["anger", "regret", "frustration"], 2: ["sarcasm", "irony", "humor"]}
+RAW = ["tone", "tone: angry", "Attitude", "formality", "regret/anger", "frustration", "use of sarcasm", "irony",
+       "humor", "use of humor", "anger"]
+mentions = [Mention(f"t{t:02d}", raw, "", "") for t in range(12) for i, raw in enumerate(RAW) if (t + i) % 3]
+kept = frequent_attributes(aggregate_attributes(mentions), 1)
+group_of = {name: g for g, names in GROUPS.items() for name in names}
+
+def embed(name):
+    rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+    vector = np.eye(8)[group_of[name]] * 3 + 0.1 * rng.standard_normal(8)
+    return vector / np.linalg.norm(vector)
+
+counts, names = [a.count for a in kept], [a.name for a in kept]
+raw = cluster_embeddings(np.stack([embed(n) for n in names]), counts, ClusteringConfig(preference_percentile=10.0), 42)
+print(json.dumps([[n, c, label] for n, c, label in zip(names, counts, renumber_by_size(raw.tolist(), counts, names))]))
+"""
+# The three clusters tie on total count (32); ids then follow their top attribute's name.
+EXPECTED_PERSPECTIVES = [
+    ["anger", 16, 0], ["humor", 16, 1], ["tone", 16, 2], ["attitude", 8, 2], ["formality", 8, 2],
+    ["frustration", 8, 0], ["irony", 8, 1], ["regret", 8, 0], ["sarcasm", 8, 1],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "4242"])
+def test_perspective_labels_are_pinned_across_processes_and_hash_seeds(hash_seed):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    out = subprocess.run(
+        [sys.executable, "-c", PERSPECTIVES_SCRIPT], env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == EXPECTED_PERSPECTIVES

@@ -113,8 +113,32 @@ def test_attributes_prose_without_list_is_not_parsed():
 
 
 def test_split_items_keeps_continuations_and_field_bullets_together():
+    # In a numbered list a bullet is never a new item, even unindented ("* C" continues item 2).
     text = "intro\n1. **A**: x\n   more about a\n- Attribute Value: v\n2) B - y\n* C"
-    assert split_items(text) == ["**A**: x\n   more about a\n- Attribute Value: v", "B - y", "C"]
+    assert split_items(text) == ["**A**: x\n   more about a\n- Attribute Value: v", "B - y\n* C"]
+
+
+def test_split_items_sub_bullets_continue_their_numbered_item():
+    text = """1. Please analyze the emotional tone of this text, considering:
+   - the choice of words
+   - the use of punctuation
+2. Which phrases in this text express frustration?
+   * list each phrase
+3. How does the writer's tone change?"""
+    items = split_items(text)
+    assert len(items) == 3
+    assert items[0].startswith("Please analyze") and "- the use of punctuation" in items[0]
+    assert items[1].startswith("Which phrases") and "* list each phrase" in items[1]
+
+
+def test_split_items_bulleted_list_with_indented_sub_bullets():
+    text = "- Tone\n  - Attribute Description: attitude\n- Sarcasm\n    + nested detail\n- Humor"
+    assert split_items(text) == ["Tone\n  - Attribute Description: attitude", "Sarcasm\n    + nested detail", "Humor"]
+
+
+def test_split_items_uniformly_indented_list_and_deeper_numbered_sub_list():
+    text = "  1. First prompt here\n  2. Second prompt here\n      1. a sub point\n  3. Third prompt here"
+    assert split_items(text) == ["First prompt here", "Second prompt here\n      1. a sub point", "Third prompt here"]
 
 
 # ---------------------------------------------------------------- analysis prompts
@@ -142,6 +166,54 @@ def test_analysis_prompts_from_json_objects_or_strings():
     assert parse_analysis_prompts(text).items == [
         "What emotions does this text convey?",
         "How polite is the writer here?",
+    ]
+
+
+def test_analysis_prompts_list_with_an_embedded_json_list_is_still_a_list():
+    text = """1. Please classify the overall sentiment of this text as one of ["positive", "negative", "neutral"].
+2. Which words in this text carry the strongest emotion?
+3. How does the writer's attitude change from start to end?
+"""
+    parsed = parse_analysis_prompts(text)
+    assert parsed.method == "text"
+    assert parsed.items == [
+        'Please classify the overall sentiment of this text as one of ["positive", "negative", "neutral"].',
+        "Which words in this text carry the strongest emotion?",
+        "How does the writer's attitude change from start to end?",
+    ]
+
+
+def test_analysis_prompts_embedded_list_of_long_strings_does_not_beat_the_list():
+    # The embedded strings pass the length filter, but the numbered list has more prompts.
+    text = """1. Compare this text with examples like ["the food was great overall", "the staff ignored us for ages"].
+2. Which words in this text carry the strongest emotion?
+3. How does the writer's attitude change from start to end?
+"""
+    parsed = parse_analysis_prompts(text)
+    assert parsed.method == "text" and len(parsed.items) == 3
+
+
+def test_analysis_prompts_from_json_lose_their_numbering():
+    text = json.dumps({"prompts": ["1. What emotions does this text convey?", "2) How polite is the writer here?",
+                                   "Prompt 3: Which words signal anger in this text?"]})  # fmt: skip
+    parsed = parse_analysis_prompts(text)
+    assert parsed.method == "json"
+    assert parsed.items == [
+        "What emotions does this text convey?",
+        "How polite is the writer here?",
+        "Which words signal anger in this text?",
+    ]
+
+
+def test_analysis_prompt_with_indented_sub_bullets_is_one_prompt():
+    text = """1. Please analyze the emotional tone of this text, considering:
+   - the choice of words and their strength
+   - the use of punctuation and emphasis
+2. Which phrases in this text express frustration?"""
+    assert parse_analysis_prompts(text).items == [
+        "Please analyze the emotional tone of this text, considering: the choice of words and their strength; "
+        "the use of punctuation and emphasis.",
+        "Which phrases in this text express frustration?",
     ]
 
 
@@ -190,8 +262,9 @@ Example 2:
 + Task Output: negative
 """
     for variant in (text, text.replace("**", "")):
-        task = parse_standardized_task(variant)
-        assert task is not None
+        parsed = parse_standardized_task(variant)
+        assert parsed.method == "text" and len(parsed.items) == 1
+        task = parsed.items[0]
         assert task.task_name == "Tone Classification"
         assert task.task_description.startswith("Classify the tone") and "label only." in task.task_description
         assert [(d.input, d.output) for d in task.examples] == [
@@ -207,15 +280,18 @@ def test_standardized_task_json_with_structured_outputs():
         "task_description": 'Return JSON {"aspect": str, "sentiment": str}.',
         "examples": [{"input": "Great pizza.", "output": {"aspect": "pizza", "sentiment": "positive"}}, {"x": 1}],
     }
-    task = parse_standardized_task(json.dumps(value))
+    parsed = parse_standardized_task(json.dumps(value))
+    assert parsed.method == "json" and parsed.dropped == 1  # the example without input/output
+    task = parsed.items[0]
     assert task.task_type == "structured"
     assert [(d.input, json.loads(d.output)) for d in task.examples] == [
         ("Great pizza.", {"aspect": "pizza", "sentiment": "positive"})
     ]
 
 
-def test_standardized_task_without_name_is_none():
-    assert parse_standardized_task("I cannot help with that.") is None
+def test_standardized_task_without_name_is_not_ok():
+    parsed = parse_standardized_task("I cannot help with that.")
+    assert not parsed.ok and parsed.method == "none"
 
 
 # ---------------------------------------------------------------- demos
@@ -239,4 +315,22 @@ Output: {"aspect": "screen", "sentiment": "negative"
 
 def test_demo_pairs_from_json_and_input_without_output():
     assert [p.output for p in parse_demo_pairs('{"instances": [{"input": "a b", "output": "pos"}]}').items] == ["pos"]
+    fenced = '```json\n[{"input": "Cold soup.", "output": "negative"}]\n```'
+    parsed = parse_demo_pairs(fenced)
+    assert parsed.method == "json" and [(p.input, p.output) for p in parsed.items] == [("Cold soup.", "negative")]
     assert not parse_demo_pairs("Input: only an input, the answer was cut").ok
+
+
+def test_demo_pair_with_a_json_output_is_read_from_its_labels():
+    text = 'Input: The pasta was cold.\nOutput: [{"text": "pasta was cold", "label": "negative"}]'
+    parsed = parse_demo_pairs(text)
+    assert parsed.method == "text"
+    assert [(p.input, json.loads(p.output)) for p in parsed.items] == [
+        ("The pasta was cold.", [{"text": "pasta was cold", "label": "negative"}])
+    ]
+
+
+def test_demo_json_inside_prose_is_not_an_answer():
+    # Only an answer that is JSON as a whole is read as JSON: here the list is an example inside prose.
+    text = 'The task asks for labels such as [{"input": "x y", "output": "positive"}] but I cannot comply.'
+    assert not parse_demo_pairs(text).ok
