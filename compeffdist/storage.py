@@ -173,6 +173,7 @@ class Location:
     def download(self, local_dir: Path) -> Path:
         """Copy this folder to `local_dir` (staged, then renamed) and return `local_dir`."""
         staging = local_dir.with_name(f".{local_dir.name}.{uuid.uuid4().hex}.staging")
+        staging.mkdir(parents=True)  # copy_files creates sub-folders but not the destination itself
         local = pafs.LocalFileSystem()
         pafs.copy_files(self.path, str(staging), source_filesystem=self.fs, destination_filesystem=local)
         shutil.rmtree(local_dir, ignore_errors=True)

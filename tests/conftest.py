@@ -48,6 +48,9 @@ def s3_root():
     Cloud object storage cannot run here; this is the same protocol pyarrow speaks to S3 and MinIO.
     """
     server_module = pytest.importorskip("moto.server", reason="moto (dev extra) is not installed")
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per HTTP request otherwise
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

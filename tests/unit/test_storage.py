@@ -40,6 +40,11 @@ def test_upload_and_download_a_folder(root, tmp_path):
     (source / "sub").mkdir(parents=True)
     (source / "config.json").write_text("{}")
     (source / "sub" / "weights.bin").write_bytes(b"\x00\x01")
+    flat = tmp_path / "flat"  # no sub-folder: the destination folder itself must be created
+    flat.mkdir()
+    (flat / "only.txt").write_text("x")
+    root.join("flat").upload(flat)
+    assert (root.join("flat").download(tmp_path / "flat-copy") / "only.txt").read_text() == "x"
     target = root.join("files", "model")
     target.upload(source)
     assert target.join("config.json").is_file() and target.join("sub", "weights.bin").is_file()
