@@ -146,7 +146,11 @@ def run_sharded_map(
             compute=ray.data.ActorPoolStrategy(min_size=max(1, engine.min_actors), max_size=engine.max_actors),
             num_cpus=engine.num_cpus_per_actor,
             num_gpus=engine.num_gpus_per_actor,
-            # Ray Data restarts dead actors and retries their batches by default; shards make retries idempotent.
+            # Restart dead actors and retry their batches without limit (explicit, not a Ray default);
+            # shards make retries idempotent. tests/integration/test_fault_tolerance.py kills an actor.
+            # Ray 2.60 has no named parameter for these (free kwargs are deprecated, removal in 2.64).
+            max_restarts=-1,
+            max_task_retries=-1,
         )
         progress = Progress(ctx, desc, total=total - len(done))
         for summary in mapped.iter_rows():

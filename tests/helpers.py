@@ -65,3 +65,48 @@ def labeling_stages() -> list[Stage]:
     from compeffdist.labeling import STAGES as LABELING
 
     return [*POOL, Stage(name="templates", run=fixed_templates, inputs=("pool",)), *LABELING]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+PRIVATE_PORT_OPTIONS = (
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
+    "ray-client-server-port",
+)
+
+
+def start_ray_head(args: list[str], env: dict[str, str] | None = None) -> tuple[str, str]:
+    """`ray start --head ARGS` under a fresh /tmp/ray-* temp dir; returns (temp_dir, "") or (temp_dir, error text).
+
+    Ray's socket paths must stay under 107 bytes, so the temp dir is short and under /tmp (pytest's
+    tmp_path is too deep). Every port with a fixed default (dashboard agent 52365, client server 10001...)
+    gets a free one: another Ray on this machine may hold the default, and the head then starts without
+    e.g. a job agent. Stop it with stop_ray_by_temp_dir(temp_dir).
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    ray = str(Path(sys.executable).with_name("ray"))
+    ports = [
+        f"--{name}={free_port()}" for name in PRIVATE_PORT_OPTIONS if not any(a.startswith(f"--{name}") for a in args)
+    ]
+    command = [ray, "start", "--head", f"--temp-dir={temp_dir}", "--disable-usage-stats", *ports, *args]
+    full_env = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {})}
+    started = subprocess.run(command, env=full_env, capture_output=True, text=True, timeout=180)
+    if started.returncode != 0:
+        stop_ray_by_temp_dir(temp_dir)
+        return temp_dir, (started.stderr or started.stdout)[-2000:]
+    return temp_dir, ""

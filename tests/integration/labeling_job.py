@@ -1,4 +1,8 @@
-"""Driver for the kill-and-resume test: run the labeling chain for a config given as a YAML path."""
+"""Run the labeling chain (pool -> fixed templates -> records -> responses) for a config YAML path.
+
+A plain process in the kill-and-resume test (test_labeling.py), and a `ray job submit` entrypoint in
+test_ray_job.py: inside a Ray job, ensure_ray joins the job's cluster through RAY_ADDRESS.
+"""
 
 from __future__ import annotations
 
