@@ -2,7 +2,7 @@
 
 Same records, same scoring model (loaded once and shared), measured side by side in one run.
 Prints records/s for each, the speed-up (loop seconds / vectorized seconds) and the largest
-difference between the two scores, and writes bench/results/bench_difficulty-<time>.json.
+difference between the two scores, and writes bench/results/difficulty.{json,md}.
 The device follows --gpu (bf16 weights on CUDA unless --dtype says otherwise).
 
     .venv/bin/python bench/bench_difficulty.py [--records 96] [--batch-size 8] [--gpu] [--dtype float32]
@@ -15,9 +15,7 @@ import json
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
-DATA_ROOT = REPO.parent / "shared" / "data" / "sentibench"
+from common import DATA_ROOT, write_results  # bench/ is on sys.path when a script here runs
 
 
 def make_rows(data_root: Path, count: int) -> list[dict[str, str]]:
@@ -95,26 +93,28 @@ def main() -> None:
     print(f"per-token loop   {loop_s:8.2f} s  {len(scored) / loop_s:8.1f} records/s")
     print(f"vectorized       {vectorized_s:8.2f} s  {len(scored) / vectorized_s:8.1f} records/s")
     print(f"speed-up (loop / vectorized): {speedup:.1f}x; max |score difference|: {max_diff:.2e}")
-    report = {
-        "benchmark": "difficulty rank score: vectorized vs per-token loop",
+    rows = [
+        {"method": "per-token loop", "seconds": round(loop_s, 3), "records_per_s": round(len(scored) / loop_s, 2),
+         "speedup": 1.0},
+        {"method": "vectorized", "seconds": round(vectorized_s, 3),
+         "records_per_s": round(len(scored) / vectorized_s, 2), "speedup": round(speedup, 2)},
+    ]  # fmt: skip
+    columns = [("method", "method"), ("seconds", "seconds"), ("records_per_s", "records/s"),
+               ("speedup", "speed-up vs loop")]  # fmt: skip
+    context = {
         "device": device,
-        "model": spec.model_dump(mode="json"),
+        "model": spec.name,
+        "derive_layers": spec.derive_layers,
         "dtype": str(scorer.model.dtype),
         "records": len(scored),
         "truncated": len(texts) - len(scored),
         "response_tokens": response_tokens,
         "batch_size": args.batch_size,
         "max_length": args.max_length,
-        "load_seconds": load_s,
-        "loop_seconds": loop_s,
-        "vectorized_seconds": vectorized_s,
-        "speedup_loop_over_vectorized": speedup,
+        "load_seconds": round(load_s, 2),
         "max_abs_score_difference": max_diff,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"bench_difficulty-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"wrote {out.relative_to(REPO)}")
+    write_results("difficulty", rows, columns, context)
 
 
 if __name__ == "__main__":

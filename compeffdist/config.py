@@ -212,6 +212,17 @@ class DifficultyConfig(StrictModel):
         description="Sort only each position's top k first; positions whose nucleus is larger get a full sort "
         "(exact either way). 0: always a full sort.",
     )
+    truncated: Literal["skip", "score_visible"] = Field(
+        "skip",
+        description="Records longer than max_length (always flagged): skip leaves them unscored, out of the "
+        "selection; score_visible scores the response tokens inside max_length.",
+    )
+    rows_per_task: int | None = Field(
+        None,
+        ge=1,
+        description="Rows per scorer actor call (one resumable shard): sorted by length into forward batches of "
+        "engines.scorer.batch_size, so similar lengths share a batch. None: 8 x batch_size.",
+    )
 
     @model_validator(mode="after")
     def _proxy_given(self) -> DifficultyConfig:

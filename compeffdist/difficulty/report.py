@@ -5,6 +5,7 @@ The run report (compeffdist/report.py) inlines every `files/*.md` and embeds eve
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
@@ -55,12 +56,20 @@ def summary(values: Sequence[float]) -> dict[str, float]:
 
 
 def difficulty_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
-    """Scores overall and by task kind, with the scoring settings and truncation counts."""
-    scored = [r for r in rows if r["difficulty"] is not None]
+    """Scores overall and by task kind, with the scoring settings and truncation counts.
+
+    Statistics cover finite scores only; NaN/inf scores are counted (selection leaves them out).
+    """
+    valued = [r for r in rows if r["difficulty"] is not None]
+    scored = [r for r in valued if math.isfinite(r["difficulty"])]
+    truncated = [r for r in rows if r["truncated"]]
+    truncated_scored = sum(r["difficulty"] is not None for r in truncated)
     lines = ["# Difficulty scores", ""]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     lines += [
-        f"- records: {len(rows)}; scored: {len(scored)}; truncated (not scored): {sum(r['truncated'] for r in rows)}",
+        f"- records: {len(rows)}; scored: {len(valued)}; non-finite: {len(valued) - len(scored)}; "
+        f"truncated: {len(truncated)} ({truncated_scored} scored on their visible tokens, "
+        f"{len(truncated) - truncated_scored} not scored)",
         "",
     ]
     if not scored:

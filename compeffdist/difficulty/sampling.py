@@ -35,8 +35,10 @@ def tent_curve(x: np.ndarray, a: float, b: float) -> np.ndarray:
     if not 0 < a <= 1:
         raise ValueError(f"a must be in (0, 1], got {a}")
     x = np.asarray(x, dtype=np.float64)
-    below = (x / a) ** b
-    above = ((1.0 - x) / (1.0 - a)) ** b if a < 1 else np.ones_like(x)
+    # np.where evaluates both branches everywhere: clamp the bases to 1 so the branch not taken cannot
+    # overflow (x / a reaches 1 / a on the far side of a small peak, and b = 1 / r - 1 is large).
+    below = np.minimum(x / a, 1.0) ** b
+    above = np.minimum((1.0 - x) / (1.0 - a), 1.0) ** b if a < 1 else np.ones_like(x)
     return np.where(x < a, below, above)
 
 

@@ -7,7 +7,9 @@ Metrics (config `difficulty.metric`, higher = harder for all of them):
 - length: response tokens under the scorer's tokenizer (no model);
 - random: a seeded uniform draw per record id (no model).
 
-Model metrics leave truncated records unscored (difficulty None); length and random score them.
+Truncated records (longer than max_length) are always flagged. Model metrics leave them unscored
+(difficulty None) under `difficulty.truncated: skip` and score their visible response tokens under
+`score_visible`; length (the untruncated count) and random score them either way.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ class DifficultyScorer:
             except (ScoringTextError, ValueError) as exc:
                 results[record_id] = RecordScore(record_id, None, False, 0, 0, error=str(exc))
         metric = self.config.metric
-        # A response token at position 0 has no prediction; a text needs at least one predicted token.
-        scorable = [t for t in texts.values() if not t.truncated and t.response_end > max(t.response_start, 1)]
+        visible = self.config.truncated == "score_visible"
+        scorable = [t for t in texts.values() if (visible or not t.truncated) and _has_prediction(t)]
         values: dict[str, float] = {}
         if metric == "rank":
             values = {
@@ -141,8 +143,13 @@ class DifficultyScorer:
             )
         return [results[str(row["record_id"])] for row in rows]
 
-    def token_stats_by_record(self, texts: list[ScoringText]) -> dict[str, Any]:
-        """Per-record TokenStats tensors for the response tokens, in padded batches sorted by length."""
+    def token_stats_by_record(self, texts: list[ScoringText]) -> dict[str, tuple[Any, Any]]:
+        """record id -> (rank scores, log-probabilities): 1-D CPU tensors over the predicted response tokens.
+
+        All `texts` are sorted by length first and forwarded `batch_size` at a time, so a call with
+        many texts pads each batch only to lengths that are close (the stage hands each actor call
+        `difficulty.rows_per_task` rows for that reason).
+        """
         import torch
 
         assert self.model is not None and self.head is not None
@@ -188,21 +195,52 @@ class DifficultyScorer:
         return {rid: logprobs.tolist() for rid, (_, logprobs) in self.token_stats_by_record(texts).items()}
 
     def _ifd(self, texts: list[ScoringText], rows: dict[str, dict[str, Any]]) -> dict[str, float]:
+        """Conditional / unconditional perplexity over the same response tokens.
+
+        The two passes can predict different response tokens: without a BOS the unconditional raw
+        text starts with the response, whose first token then has no prediction, and a truncated
+        conditional text shows fewer tokens than the shorter unconditional one. Both are cut to
+        the response tokens they share (indices within the response, assuming the response
+        tokenizes alike in both layouts), so the ratio compares like with like.
+        """
         conditional = self._logprobs(texts)
-        alone_texts = []
+        by_id = {t.record_id: t for t in texts}
+        alone_texts: dict[str, ScoringText] = {}
         for text in texts:
             try:
-                alone_texts.append(self.layout(rows[text.record_id], conditional=False))
+                alone = self.layout(rows[text.record_id], conditional=False)
             except ScoringTextError:
                 continue  # no unconditional pass: the record stays unscored
-        unconditional = self._logprobs([t for t in alone_texts if t.response_end > max(t.response_start, 1)])
+            if _has_prediction(alone):
+                alone_texts[text.record_id] = alone
+        unconditional = self._logprobs(list(alone_texts.values()))
         values = {}
         for record_id, logprobs in conditional.items():
-            alone = unconditional.get(record_id) or []
-            if logprobs and alone:
-                values[record_id] = _perplexity(logprobs) / _perplexity(alone)
+            if record_id not in unconditional:
+                continue
+            c_first, c_end = _predicted_span(by_id[record_id])
+            u_first, u_end = _predicted_span(alone_texts[record_id])
+            first, end = max(c_first, u_first), min(c_end, u_end)
+            if end > first:
+                shared = logprobs[first - c_first : end - c_first]
+                alone_shared = unconditional[record_id][first - u_first : end - u_first]
+                values[record_id] = _perplexity(shared) / _perplexity(alone_shared)
         return values
 
 
+def _has_prediction(text: ScoringText) -> bool:
+    """At least one visible response token is predicted (a token at position 0 has no prediction)."""
+    return text.response_end > max(text.response_start, 1)
+
+
+def _predicted_span(text: ScoringText) -> tuple[int, int]:
+    """[first, end) of the predicted, visible response tokens, as indices within the response."""
+    return max(text.response_start, 1) - text.response_start, text.response_end - text.response_start
+
+
 def _perplexity(logprobs: list[float]) -> float:
-    return math.exp(-sum(logprobs) / len(logprobs)) if logprobs else float("nan")
+    """exp(mean NLL); inf past float range (math.exp raises there), NaN without tokens: selection drops both."""
+    if not logprobs:
+        return float("nan")
+    nll = -sum(logprobs) / len(logprobs)
+    return math.exp(nll) if nll < 709.0 else math.inf

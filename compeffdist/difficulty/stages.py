@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from compeffdist.config import DifficultyConfig, EngineConfig
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 SCORE_SCHEMA = pa.schema(
@@ -27,6 +29,8 @@ DIFFICULTY_PLOT = "difficulty_histogram.png"
 SELECTION_REPORT = "selection.md"
 SELECTION_PLOT = "selection_histogram.png"
 SELECTION_GROUPS = "selection_groups.json"
+# Default rows per scorer actor call, in forward batches: enough to sort into length buckets.
+ROWS_PER_TASK_BATCHES = 8
 
 
 class DifficultyWorker:
@@ -61,6 +65,11 @@ def _usable_rows(ctx: StageContext, table: pa.Table) -> pa.Table:
     return table.take(keep)
 
 
+def rows_per_task(difficulty: DifficultyConfig, engine: EngineConfig) -> int:
+    """Rows each scorer actor call gets (and writes as one shard): `difficulty.rows_per_task` or 8 forward batches."""
+    return difficulty.rows_per_task or ROWS_PER_TASK_BATCHES * engine.batch_size
+
+
 def score_difficulty(ctx: StageContext) -> StageOutput:
     """Score every usable teacher response on a Ray actor pool; shards in ctx.work_dir make it resumable."""
     from compeffdist.difficulty.report import difficulty_markdown, plot_histogram
@@ -78,8 +87,11 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
         "engine": cfg.engines.scorer.model_dump(mode="json"),
         "seed": cfg.run.seed,
     }
+    # The actor pool maps rows_per_task rows per call; the scorer itself still forwards engine.batch_size at a
+    # time. With one forward batch per call, sorting by length would only reorder rows inside that batch.
+    task_engine = cfg.engines.scorer.model_copy(update={"batch_size": rows_per_task(settings, cfg.engines.scorer)})
     scored = map_resumable(
-        ctx, table.select(SCORER_INPUT_COLUMNS), DifficultyWorker, kwargs, cfg.engines.scorer, "record_id", "scorer"
+        ctx, table.select(SCORER_INPUT_COLUMNS), DifficultyWorker, kwargs, task_engine, "record_id", "scorer"
     )
     position = {rid: i for i, rid in enumerate(scored.column("record_id").to_pylist())}
     scores = scored.to_pylist()
@@ -99,23 +111,39 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
     output = output.append_column("response_tokens", pa.array(columns["response_tokens"], pa.int64()))
 
     layout = "chat template" if settings.chat_template else "raw concatenation (official)"
-    report_settings = {"metric": settings.metric, "scorer": f"{settings.scorer}: {spec.name}", "layout": layout}
+    report_settings = {
+        "metric": settings.metric,
+        "scorer": f"{settings.scorer}: {spec.name}",
+        "layout": layout,
+        "truncated records": settings.truncated,
+    }
     if settings.metric == "rank":
         report_settings["average"] = "tokens not ranked first (official)" if settings.exclude_top1 else "all tokens"
     rows = output.select(["difficulty", "truncated", "kind"]).to_pylist()
     (ctx.files_dir / DIFFICULTY_REPORT).write_text(difficulty_markdown(rows, report_settings), encoding="utf-8")
     values = [r["difficulty"] for r in rows if r["difficulty"] is not None]
-    plot_histogram({"records": values}, ctx.files_dir / DIFFICULTY_PLOT, settings.metric, f"{settings.metric} scores")
+    finite = [v for v in values if math.isfinite(v)]
+    plot_histogram({"records": finite}, ctx.files_dir / DIFFICULTY_PLOT, settings.metric, f"{settings.metric} scores")
 
     usage = {}
     if settings.metric in MODEL_METRICS:
-        forwarded = sum(s["input_tokens"] for s in scores if not s["truncated"] and not s["error"])
+        visible = settings.truncated == "score_visible"
+        forwarded = sum(s["input_tokens"] for s in scores if (visible or not s["truncated"]) and not s["error"])
         usage[spec.name] = {"prompt_tokens": int(forwarded), "output_tokens": 0, "requests": len(scores)}
     truncated = sum(columns["truncated"])
-    ctx.log(f"{len(values)} of {len(keep)} records scored ({settings.metric}); {truncated} truncated")
+    ctx.log(
+        f"{len(values)} of {len(keep)} records scored ({settings.metric}); {truncated} truncated "
+        f"({settings.truncated}); {len(values) - len(finite)} non-finite"
+    )
     return StageOutput(
         table=output,
-        counts={"rows": len(keep), "scored": len(values), "truncated": truncated, "resumed": resumed},
+        counts={
+            "rows": len(keep),
+            "scored": len(values),
+            "truncated": truncated,
+            "nonfinite": len(values) - len(finite),
+            "resumed": resumed,
+        },
         models={"scorer": spec.name},
         token_usage=usage,
         extra={**report_settings, "max_length": settings.max_length, "top_p": settings.top_p},
@@ -130,9 +158,11 @@ def select_records(ctx: StageContext) -> StageOutput:
     settings = ctx.config.selection
     seed = ctx.config.run.seed
     table = ctx.read("difficulty")
-    scored_mask = pc.is_valid(table.column("difficulty"))
-    pool = table.filter(scored_mask)
-    unscored = table.num_rows - pool.num_rows
+    difficulty = table.column("difficulty")
+    # NaN/inf (e.g. an IFD whose perplexity overflowed) are not difficulties: they would sort as the hardest.
+    pool = table.filter(pc.fill_null(pc.is_finite(difficulty), False))
+    unscored = difficulty.null_count
+    nonfinite = table.num_rows - pool.num_rows - unscored
     rows = pool.select(["record_id", "difficulty", "cluster_id", "template_id", "kind"]).to_pylist()
     groups = [(r["cluster_id"], r["template_id"]) for r in rows] if settings.strategy == "inprompt" else None
     selection = select(
@@ -154,6 +184,7 @@ def select_records(ctx: StageContext) -> StageOutput:
         "seed": seed,
         "difficulty metric": metric,
         "unscored (truncated)": unscored,
+        "non-finite difficulty (excluded)": nonfinite,
     }
     files = ctx.files_dir
     (files / SELECTION_REPORT).write_text(selection_markdown(rows, selection, report_settings), encoding="utf-8")
@@ -171,7 +202,10 @@ def select_records(ctx: StageContext) -> StageOutput:
         for g in selection.groups
     ]
     (files / SELECTION_GROUPS).write_text(json.dumps(group_rows, indent=1), encoding="utf-8")
-    ctx.log(f"selected {selected.num_rows} of {pool.num_rows} ({selection.rate:.3f}; target {settings.rate})")
+    ctx.log(
+        f"selected {selected.num_rows} of {pool.num_rows} ({selection.rate:.3f}; target {settings.rate}); "
+        f"left out: {unscored} unscored, {nonfinite} non-finite"
+    )
     return StageOutput(
         table=selected,
         counts={
@@ -179,6 +213,7 @@ def select_records(ctx: StageContext) -> StageOutput:
             "pool": pool.num_rows,
             "selected": selected.num_rows,
             "unscored": unscored,
+            "nonfinite": nonfinite,
             "groups": len(selection.groups),
         },
         extra={

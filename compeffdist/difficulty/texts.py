@@ -9,13 +9,17 @@ Two layouts (METHOD.md §3.1, B5):
   official script counts it (boundary quirks included).
 
 A text longer than max_length is cut to max_length and flagged `truncated` (whether the prompt
-alone fills it or the response is cut): it is not scored, rather than scored as 0.
+alone fills it or the response is cut). The scorer then leaves it unscored (`difficulty.truncated:
+skip`, rather than scoring it as 0) or scores the response tokens that are still visible
+(`score_visible`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from compeffdist.training.examples import ChatRenderError, render_conversation
 
 # The unconditional pass of IFD scores the response after an empty user turn (chat) or alone (raw).
 EMPTY_USER_TURN = ({"role": "user", "content": ""},)
@@ -71,13 +75,10 @@ def chat_scoring_text(
     chat_template_kwargs: dict[str, Any] | None = None,
 ) -> ScoringText:
     """The conversation + response through the chat template; response tokens found by offsets."""
-    kwargs = dict(chat_template_kwargs or {})
-    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
-    full = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": response}], tokenize=False, **kwargs
-    )
-    if not full.startswith(prompt):
-        raise ScoringTextError("chat template renders the prompt differently once a response follows")
+    try:
+        prompt, full = render_conversation(tokenizer, messages, response, chat_template_kwargs)
+    except ChatRenderError as exc:
+        raise ScoringTextError(str(exc)) from exc
     begin = full.find(response, len(prompt))
     shown = response
     if begin < 0:  # templates that strip the assistant turn

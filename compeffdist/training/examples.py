@@ -54,6 +54,37 @@ def parse_messages(raw: Any) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+class ChatRenderError(ValueError):
+    """The chat template cannot show where the assistant turn starts; the message is the reject reason."""
+
+    def __init__(self, reason: str, rendered: str) -> None:
+        super().__init__(reason)
+        self.rendered = rendered
+
+
+def render_conversation(
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    response: str,
+    chat_template_kwargs: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """(prompt, full): the conversation with the generation prompt, and with `response` as the assistant turn.
+
+    The one rendering shared by training (loss mask) and difficulty scoring (scored span), so both
+    see the same text. Raises ChatRenderError unless `prompt` is a prefix of `full`: everything
+    after the prompt is then the assistant turn.
+    """
+    kwargs = dict(chat_template_kwargs or {})
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
+    full = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": response}], tokenize=False, **kwargs
+    )
+    if not full.startswith(prompt):
+        # e.g. templates that rewrite earlier turns once an assistant turn follows
+        raise ChatRenderError("chat template renders the prompt differently once a response follows", full)
+    return prompt, full
+
+
 def tokenize_example(
     tokenizer: Any,
     record_id: str,
@@ -63,15 +94,10 @@ def tokenize_example(
     chat_template_kwargs: dict[str, Any] | None = None,
 ) -> TokenizedExample | RejectedExample:
     """Render, tokenize and mask one conversation; truncate it to `max_seq_len` tokens."""
-    kwargs = dict(chat_template_kwargs or {})
-    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
-    full = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": response}], tokenize=False, **kwargs
-    )
-    if not full.startswith(prompt):
-        # e.g. templates that rewrite earlier turns once an assistant turn follows
-        reason = "chat template renders the prompt differently once a response follows"
-        return RejectedExample(record_id, "messages", reason, full)
+    try:
+        prompt, full = render_conversation(tokenizer, messages, response, chat_template_kwargs)
+    except ChatRenderError as exc:
+        return RejectedExample(record_id, "messages", str(exc), exc.rendered)
     encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = list(encoded["input_ids"])
     offsets = encoded["offset_mapping"]

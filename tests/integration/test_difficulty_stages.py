@@ -1,9 +1,12 @@
 """The difficulty and selection stages on a real local Ray with a tiny scorer: columns, rejects,
-truncation, agreement with the per-token reference loop, resume from shards, and the reports."""
+truncation (skipped or scored on the visible tokens), a proxy scorer, agreement with the per-token
+reference loop, many rows per actor call, resume from shards, non-finite scores kept out of the
+selection, and the reports."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -99,7 +102,8 @@ def test_stages_score_like_the_reference_loop_and_select_with_reports(tmp_path, 
     assert manifest.token_usage[str(tiny_model_dir)]["prompt_tokens"] > 0
     files = runner.store.files_dir("difficulty")
     assert (files / "difficulty_histogram.png").read_bytes()[:4] == b"\x89PNG"
-    assert "truncated (not scored): 1" in (files / "difficulty.md").read_text(encoding="utf-8")
+    report = (files / "difficulty.md").read_text(encoding="utf-8")
+    assert "truncated: 1 (0 scored on their visible tokens, 1 not scored)" in report
 
     selected = runner.store.read_table("selection")
     selection = runner.store.manifest("selection")
@@ -126,7 +130,7 @@ def test_stages_score_like_the_reference_loop_and_select_with_reports(tmp_path, 
 def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, data_root, tiny_model_dir, ray_local):
     from compeffdist.difficulty.stages import score_difficulty
 
-    config = _config(tmp_path, data_root, tiny_model_dir, metric="perplexity", chat_template=False)
+    config = _config(tmp_path, data_root, tiny_model_dir, metric="perplexity", chat_template=False, rows_per_task=8)
     runner = Runner(config, _stages(data_root))
     runner.run(until="responses")
     stage = runner.by_name["difficulty"]
@@ -134,6 +138,9 @@ def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, data_r
     first = score_difficulty(StageContext(config, runner.store, stage, key))  # the work folder is left in place
     shards = sorted((runner.store.work_dir("difficulty") / "shards").glob("*.parquet"))
     assert len(shards) >= 3 and first.counts["resumed"] == 0
+    # One shard per actor call: rows_per_task rows, several forward batches (batch_size 4) sorted by length.
+    sizes = sorted(pq.read_metadata(p).num_rows for p in shards)
+    assert sum(sizes) == RECORDS - 2 and sizes[-1] == 8 and sizes[0] > 0
     # As if the run had been killed before its last shards were written: drop one, keep the others untouched.
     shards[0].unlink()
     kept = {p: p.stat().st_mtime_ns for p in shards[1:]}
@@ -142,3 +149,53 @@ def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, data_r
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in kept.items())
     assert again.table.to_pylist() == first.table.to_pylist()
     assert again.extra["layout"].startswith("raw concatenation")
+
+
+def test_proxy_scorer_and_visible_tokens_of_truncated_records(tmp_path, data_root, tiny_model_dir, ray_local):
+    """scorer: proxy with a student that does not exist (loading it would fail); truncated: score_visible."""
+    from compeffdist.difficulty.kernel import mean_rank_score
+    from compeffdist.difficulty.reference import reference_token_scores
+    from compeffdist.difficulty.scorer import DifficultyScorer
+
+    payload = _config(tmp_path, data_root, tiny_model_dir).model_dump(mode="json")
+    payload["models"]["student"] = {"name": str(tmp_path / "no-such-student")}
+    payload["difficulty"].update(
+        scorer="proxy", proxy={"name": str(tiny_model_dir)}, truncated="score_visible", max_length=150
+    )
+    config = JobConfig.model_validate(payload)
+    runner = Runner(config, _stages(data_root))
+    runner.run()
+    assert runner.store.manifest("difficulty").models == {"scorer": str(tiny_model_dir)}
+    rows = {r["record_id"]: r for r in runner.store.read_table("difficulty").to_pylist()}
+    cut = [r for r in rows.values() if r["truncated"] and r["difficulty"] is not None]
+    assert len(cut) >= 3 and rows["rec-005"]["difficulty"] is None  # the prompt alone fills the window
+    scorer = DifficultyScorer(config.difficulty.proxy, config.difficulty, config.engines.scorer, config.run.seed)
+    source = {r["record_id"]: r for r in _responses_table(data_root).to_pylist()}
+    for row in cut[:4]:
+        text = scorer.layout(source[row["record_id"]])
+        assert text.truncated and text.response_end - text.response_start < text.response_tokens
+        expected = mean_rank_score(reference_token_scores(scorer.model, text))
+        assert row["difficulty"] == pytest.approx(expected, abs=1e-5)
+    report = (runner.store.files_dir("difficulty") / "difficulty.md").read_text(encoding="utf-8")
+    assert f"({len(cut)} scored on their visible tokens, 1 not scored)" in report
+    selection = runner.store.manifest("selection")
+    assert selection.counts["pool"] == len(rows) - 1 and selection.counts["unscored"] == 1
+
+
+def test_non_finite_difficulties_are_counted_and_never_selected(tmp_path, data_root, tiny_model_dir):
+    """NaN/inf (an IFD can overflow) would sort as the hardest records: the selection leaves them out."""
+    values = [0.1, 0.5, 0.9, 0.3, 0.7, math.nan, math.inf, -math.inf, None]
+    table = pa.Table.from_pylist(
+        [{"record_id": f"d{i}", "difficulty": v, "difficulty_metric": "ifd", "truncated": v is None,
+          "cluster_id": 0, "template_id": "t0", "kind": "analysis"} for i, v in enumerate(values)]
+    )  # fmt: skip
+    stages = [Stage(name="difficulty", run=lambda ctx: StageOutput(table=table)), DIFFICULTY_STAGES[1]]
+    payload = _config(tmp_path, data_root, tiny_model_dir).model_dump(mode="json")
+    payload["selection"] = {"method": "hard", "strategy": "full", "rate": 0.4}
+    runner = Runner(JobConfig.model_validate(payload), stages)
+    runner.run()
+    manifest = runner.store.manifest("selection")
+    assert (manifest.counts["pool"], manifest.counts["nonfinite"], manifest.counts["unscored"]) == (5, 3, 1)
+    assert sorted(runner.store.read_table("selection").column("record_id").to_pylist()) == ["d2", "d4"]
+    report = (runner.store.files_dir("selection") / "selection.md").read_text(encoding="utf-8")
+    assert "non-finite difficulty (excluded): 3" in report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -133,3 +135,16 @@ def test_inprompt_groups_each_keep_about_the_rate_and_report_it():
 def test_random_keeps_a_fixed_size_uniform_sample():
     result = select([f"r{i}" for i in range(1000)], np.zeros(1000), None, "random", 0.1, seed=2)
     assert result.kept.sum() == 100 and set(result.probability.tolist()) == {0.1}
+
+
+@pytest.mark.parametrize(("a", "rate"), [(0.01, 0.001), (0.05, 0.01), (0.999, 0.002)])
+def test_the_curve_is_warning_free_for_small_peaks_and_low_rates(a, rate):
+    # np.where evaluates both branches: unclamped, (x / a) ** b overflows past the peak (here up to 100 ** 999).
+    x = (np.arange(2000) + 0.5) / 2000
+    with warnings.catch_warnings(), np.errstate(over="warn", invalid="warn", divide="warn"):
+        warnings.simplefilter("error")
+        values = tent_curve(x, a=a, b=tent_exponent(rate))
+    b = tent_exponent(rate)
+    expected = [(v / a) ** b if v < a else ((1 - v) / (1 - a)) ** b for v in x.tolist()]  # only the branch taken
+    assert values.tolist() == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    assert values.max() > 0.5 and np.isfinite(values).all()

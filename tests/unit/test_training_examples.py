@@ -8,9 +8,11 @@ import pytest
 
 from compeffdist.training.examples import (
     IGNORE_INDEX,
+    ChatRenderError,
     RejectedExample,
     TokenizedExample,
     build_examples,
+    render_conversation,
     tokenize_example,
 )
 
@@ -87,3 +89,31 @@ def test_template_that_rewrites_the_prompt_is_rejected(tokenizer):
 
     result = tokenize_example(RewritingTemplate(), "r", [{"role": "user", "content": "x"}], "y", max_seq_len=8)
     assert isinstance(result, RejectedExample) and result.field == "messages"
+
+
+def test_training_and_difficulty_scoring_share_one_rendering(tokenizer):
+    """The tokens scored for difficulty are the response tokens trained on (same text, same prefix check)."""
+    from compeffdist.difficulty.texts import ScoringTextError, chat_scoring_text
+
+    messages = [{"role": "user", "content": "Please rate this: the soup was cold."}]
+    response = "The text is negative about the soup."
+    trained = tokenize_example(tokenizer, "r", messages, response, max_seq_len=256)
+    scored = chat_scoring_text(tokenizer, "r", messages, response, max_length=256)
+    assert isinstance(trained, TokenizedExample) and trained.input_ids == scored.input_ids
+    labelled = [i for i, label in enumerate(trained.labels) if label != IGNORE_INDEX]
+    # Training also learns the end-of-turn tokens after the response; scoring stops at the response.
+    assert labelled[0] == scored.response_start and scored.response_end <= labelled[-1] + 1
+    span = list(range(scored.response_start, scored.response_end))
+    assert labelled[: len(span)] == span
+
+    class RewritingTemplate:
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt=False):
+            return "A" if add_generation_prompt else "B" + messages[-1]["content"]
+
+    with pytest.raises(ChatRenderError) as raised:
+        render_conversation(RewritingTemplate(), messages, response)
+    rejected = tokenize_example(RewritingTemplate(), "r", messages, response, max_seq_len=8)
+    assert isinstance(rejected, RejectedExample) and rejected.reason == str(raised.value)
+    assert rejected.raw == raised.value.rendered == "B" + response
+    with pytest.raises(ScoringTextError, match=str(raised.value)):
+        chat_scoring_text(RewritingTemplate(), "r", messages, response, max_length=8)
