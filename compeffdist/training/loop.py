@@ -1,8 +1,13 @@
 """The function every Ray Train worker runs: load the student, train on its data shard, checkpoint, export.
 
-Resuming: a checkpoint stores the optimizer step reached. Each epoch reads the shard in the same
-order (equal split, no locality, seeded local shuffle per epoch), so a resumed worker skips the
-micro batches it already trained on and continues with the same data and step count.
+Data order: Ray Data splits the dataset equally across workers (equal split, order preserved, no
+locality), so a worker reads and holds only its shard. It sorts the shard by row index, which makes
+its order independent of how blocks streamed in, and trains each epoch on a permutation seeded by
+(seed, epoch, rank) (`plan.epoch_order`): a real reshuffle every epoch.
+
+Resuming: a checkpoint stores the optimizer step reached. The step gives the epoch and how many
+micro batches of it were trained; the resumed worker recomputes the same epoch order, skips
+exactly those micro batches and continues with the same data and step count.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compeffdist.training.packing import ROW_INDEX, SEQUENCE_COLUMNS
+
 STATE_FILE = "train_state.json"
 METRICS_FILE = "metrics.jsonl"
 MODEL_DIR = "model"
-SHUFFLE_BUFFER_ROWS = 256
 
 
 @dataclass
@@ -78,7 +84,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     from compeffdist.config import ModelSpec, TrainingConfig
     from compeffdist.training.backends import DDPBackend, DeepSpeedBackend
-    from compeffdist.training.plan import TrainPlan, lr_multiplier
+    from compeffdist.training.plan import TrainPlan, epoch_micro_batches, lr_multiplier
 
     training = TrainingConfig.model_validate(config["training"])
     student = ModelSpec.model_validate(config["student"])
@@ -98,26 +104,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if state.finished:
         return
     start_step = state.step
-    shard = ray.train.get_dataset_shard("train")
+    shard = _read_shard(ray.train.get_dataset_shard("train"), plan.rows // plan.workers, rank)
+    accumulation = plan.gradient_accumulation_steps
     window = Window()
     for epoch in range(state.step // plan.steps_per_epoch, plan.epochs):
         if state.step >= plan.total_steps:
             break
-        trained_micro = plan.steps_per_epoch * plan.gradient_accumulation_steps
-        skip = (state.step - epoch * plan.steps_per_epoch) * plan.gradient_accumulation_steps
-        seen = 0
-        batches = shard.iter_batches(
-            batch_size=plan.micro_batch_size, batch_format="numpy", drop_last=True,
-            local_shuffle_buffer_size=SHUFFLE_BUFFER_ROWS, local_shuffle_seed=config["seed"] * 1000 + epoch,
-        )  # fmt: skip
-        for raw in batches:
-            seen += 1
-            if seen <= skip or seen > trained_micro:
-                continue  # already trained before the restart, or the tail that cannot fill a step
-            if (seen - 1) % plan.gradient_accumulation_steps == 0:
+        # Micro batches already trained before a restart are not in the list: resume skips exactly those.
+        micro_batches = epoch_micro_batches(plan, rank, config["seed"], epoch, state.step)
+        for offset, chunk in enumerate(micro_batches):
+            if offset % accumulation == 0:
                 window.lr = backend.current_lr()
-            _train_micro(backend, raw, config, window)
-            if seen % plan.gradient_accumulation_steps == 0:
+            _train_micro(backend, {name: [shard[i][name] for i in chunk] for name in SEQUENCE_COLUMNS}, config, window)
+            if (offset + 1) % accumulation == 0:
                 state.step += 1
                 if _after_step(state, epoch, plan, training, backend, window, rank, config):
                     window = Window()
@@ -125,11 +124,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     raise RuntimeError(f"injected failure after step {state.step} (COMPEFFDIST_TRAIN_FAIL_AFTER_STEP)")
                 if state.step >= plan.total_steps:
                     break
-        else:
-            if seen != plan.micro_batches_per_epoch:
-                raise RuntimeError(f"worker {rank} read {seen} micro batches in epoch {epoch}, "
-                                   f"expected {plan.micro_batches_per_epoch}: the data split is not equal")  # fmt: skip
     _finish(state, backend, student, training, rank)
+
+
+def _read_shard(data: Any, expected: int, rank: int) -> list[dict[str, Any]]:
+    """This worker's rows (its Ray Data split), sorted by row index so their order does not depend on streaming."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for batch in data.iter_batches(batch_size=None, batch_format="numpy"):
+        for position, index in enumerate(batch[ROW_INDEX].tolist()):
+            rows.append((int(index), {name: batch[name][position] for name in SEQUENCE_COLUMNS}))
+    if len(rows) != expected:
+        raise RuntimeError(f"worker {rank} received {len(rows)} rows, expected {expected}: the data split is not equal")
+    return [row for _, row in sorted(rows, key=lambda item: item[0])]
 
 
 def _train_micro(backend: Any, raw: dict[str, Any], config: dict[str, Any], window: Window) -> None:
@@ -237,7 +243,9 @@ def _finish(state: WorkerState, backend: Any, student: Any, training: Any, rank:
 
     from compeffdist.models.registry import resolve_model
 
-    weights = backend.full_state_dict(rank)
+    # LoRA merges the adapters into the module itself (never ZeRO-3, see TrainingConfig), so a separate
+    # full CPU copy of the weights is only built for full fine-tuning.
+    weights = backend.full_state_dict(rank) if training.lora is None else None
     state.finished = True
     folder = Path(tempfile.mkdtemp(prefix="compeffdist-final-"))
     try:
@@ -246,7 +254,6 @@ def _finish(state: WorkerState, backend: Any, student: Any, training: Any, rank:
             module = backend.module
             if training.lora is not None:
                 module = module.merge_and_unload()  # plain weights that transformers and vLLM load
-                weights = None
             module.config.use_cache = True
             module.save_pretrained(export, state_dict=weights)
             tokenizer = AutoTokenizer.from_pretrained(

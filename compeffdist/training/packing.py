@@ -17,6 +17,7 @@ import numpy as np
 from compeffdist.training.examples import IGNORE_INDEX, TokenizedExample
 
 SEQUENCE_COLUMNS = ("input_ids", "labels", "position_ids")
+ROW_INDEX = "row_index"  # position of a sequence in the training dataset: what the per-epoch order permutes
 
 
 def shuffled(examples: Sequence[TokenizedExample], seed: int) -> list[TokenizedExample]:

@@ -26,11 +26,15 @@ class TrainingRun:
 
 
 def sequences_dataset(sequences: list[dict[str, list[int]]]) -> Any:
-    """A Ray Dataset of training rows in small blocks, so Ray Data can split it evenly across workers."""
+    """A Ray Dataset of training rows in small blocks, each row with its index (ROW_INDEX) for the epoch order."""
     import pyarrow as pa
     import ray.data
 
-    table = pa.Table.from_pylist(sequences, schema=pa.schema([(n, pa.list_(pa.int32())) for n in sequences[0]]))
+    from compeffdist.training.packing import ROW_INDEX
+
+    schema = pa.schema([(n, pa.list_(pa.int32())) for n in sequences[0]])
+    table = pa.Table.from_pylist(sequences, schema=schema)
+    table = table.append_column(ROW_INDEX, pa.array(range(len(sequences)), pa.int64()))
     blocks = [table.slice(start, ROWS_PER_BLOCK) for start in range(0, table.num_rows, ROWS_PER_BLOCK)]
     return ray.data.from_arrow(blocks)
 
@@ -99,7 +103,8 @@ def run_training(
             failure_config=ray.train.FailureConfig(max_failures=training.max_failures),
         ),
         datasets={"train": sequences_dataset(sequences)},
-        # Same split and order on every run (no locality-driven assignment): what makes resume exact.
+        # Split equally, the same way on every run (order preserved, no locality-driven assignment): each
+        # worker holds only its share, reshuffled per epoch in loop.py; a fixed split makes resume exact.
         dataset_config=ray.train.DataConfig(
             execution_options=ExecutionOptions(preserve_order=True), enable_shard_locality=False
         ),

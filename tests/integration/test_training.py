@@ -1,7 +1,9 @@
-"""Student fine-tuning on a real local Ray: 2 workers, DeepSpeed ZeRO-2/3 and DDP on gloo, a tiny Llama.
+"""Student fine-tuning on a real local Ray: 2 workers, DeepSpeed ZeRO-2/3 and DDP on gloo, a tiny Llama;
+and ZeRO-Offload in one gloo process on a tiny module.
 
 The toy task is learnable: the response is "positive" or "negative" depending on the adjective
-right after "The food was". The first DeepSpeed init on a machine JIT-compiles shm_comm (~40 s).
+right after "The food was". The first DeepSpeed init on a machine JIT-compiles shm_comm (~40 s),
+the first offloaded optimizer cpu_adam (~70-130 s); both are cached in ~/.cache/torch_extensions.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ def toy_rows() -> list[dict]:
 
 
 def toy_training(**overrides) -> TrainingConfig:
+    # 16 packed sequences, 2 workers, micro batch 1, accumulation 2: 4 steps per epoch, 16 in all. Checkpoints at
+    # steps 3, 6, 9...: inside an epoch, so a resume has to skip micro batches, not just start an epoch.
     settings = dict(
-        strategy="deepspeed", zero_stage=2, num_workers=2, epochs=4, micro_batch_size=2,
-        gradient_accumulation_steps=1, max_seq_len=128, learning_rate=3e-3, report_every_steps=2,
-        checkpoint_every_steps=4, gradient_checkpointing=False,
+        strategy="deepspeed", zero_stage=2, num_workers=2, epochs=4, micro_batch_size=1,
+        gradient_accumulation_steps=2, max_seq_len=128, learning_rate=3e-3, report_every_steps=2,
+        checkpoint_every_steps=3, gradient_checkpointing=False,
     )  # fmt: skip
     settings.update(overrides)
     return TrainingConfig(**settings)
@@ -100,10 +104,17 @@ def greedy_answers(model_dir: Path, texts: list[str]) -> list[str]:
     return answers
 
 
+def reported_steps(total: int, report_every: int, checkpoint_every: int) -> list[int]:
+    """Steps with a metrics row: every report step, every checkpoint step, and the last one."""
+    return sorted({*range(report_every, total + 1, report_every), *range(checkpoint_every, total, checkpoint_every),
+                   total})  # fmt: skip
+
+
 def test_zero2_loss_goes_down_and_the_export_generates(zero2_run):
     _, run = zero2_run
     losses = [row["loss"] for row in run.metrics]
-    assert [row["step"] for row in run.metrics] == list(range(2, run.plan.total_steps + 1, 2))
+    assert (run.plan.steps_per_epoch, run.plan.total_steps) == (4, 16)
+    assert [row["step"] for row in run.metrics] == reported_steps(16, 2, 3)
     assert losses[-1] < 0.5 * losses[0], losses
     assert all(row["tokens_per_s"] > 0 and row["learning_rate"] > 0 for row in run.metrics)
     answers = greedy_answers(run.model_dir, ["The food was great and the service was bad.",
@@ -111,32 +122,58 @@ def test_zero2_loss_goes_down_and_the_export_generates(zero2_run):
     assert all(a.split()[0] in ("positive", "negative") for a in answers), answers
 
 
-def test_killed_run_resumes_with_the_same_steps_and_weights(zero2_run, toy, monkeypatch):
-    """Fail after step 4 (a checkpoint step), re-run: steps continue and the weights equal the uninterrupted run."""
-    from safetensors.torch import load_file
+def fail_then_resume(toy, root: Path, name: str, training: TrainingConfig, fail_after: int, monkeypatch):
+    """Run with an injected failure after step `fail_after`, check the last checkpoint, re-run to the end.
 
+    Returns the resumed run and the metrics rows stored in the checkpoint it resumed from.
+    """
+    from compeffdist.training.loop import METRICS_FILE, STATE_FILE
     from compeffdist.training.trainer import FAIL_AFTER_STEP_ENV
 
-    root, reference = zero2_run
-    monkeypatch.setenv(FAIL_AFTER_STEP_ENV, "4")
-    with pytest.raises(Exception, match="injected failure after step 4"):
-        train(toy, root, "resumed", toy_training())
+    monkeypatch.setenv(FAIL_AFTER_STEP_ENV, str(fail_after))
+    with pytest.raises(Exception, match=f"injected failure after step {fail_after}"):
+        train(toy, root, name, training)
     monkeypatch.delenv(FAIL_AFTER_STEP_ENV)
-    resumed = train(toy, root, "resumed", toy_training())
-    assert [r["step"] for r in resumed.metrics] == [r["step"] for r in reference.metrics]
-    assert [r["loss"] for r in resumed.metrics] == pytest.approx([r["loss"] for r in reference.metrics], rel=1e-5)
-    want, got = load_file(reference.model_dir / "model.safetensors"), load_file(resumed.model_dir / "model.safetensors")
-    assert want.keys() == got.keys()
-    for key in want:
-        assert (want[key] - got[key]).abs().max().item() < 1e-5, key
+    states = sorted((root / "storage" / name).rglob(STATE_FILE))
+    last = max(states, key=lambda p: json.loads(p.read_text())["step"])
+    saved = [json.loads(line) for line in (last.parent / METRICS_FILE).read_text().splitlines() if line]
+    expected_step = fail_after - fail_after % training.checkpoint_every_steps  # the last checkpoint before it
+    assert json.loads(last.read_text())["step"] == saved[-1]["step"] == expected_step < fail_after
+    return train(toy, root, name, training), saved
 
 
-def test_zero3_trains_and_exports_full_weights(ray_quiet, toy, tmp_path):
+def assert_same_run(got, want, tolerance: float = 1e-5) -> None:
+    """Same reported steps, losses and exported weights."""
+    from safetensors.torch import load_file
+
+    assert [r["step"] for r in got.metrics] == [r["step"] for r in want.metrics]
+    assert [r["loss"] for r in got.metrics] == pytest.approx([r["loss"] for r in want.metrics], rel=tolerance)
+    expected, actual = load_file(want.model_dir / "model.safetensors"), load_file(got.model_dir / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert (expected[key] - actual[key]).abs().max().item() < tolerance, key
+
+
+def test_killed_run_resumes_with_the_same_steps_and_weights(zero2_run, toy, monkeypatch):
+    """Fail after step 5, between checkpoints and in the next epoch: the run resumes from step 3 (mid-epoch 0,
+    6 of 8 micro batches consumed), redoes steps 4-5 and ends with the uninterrupted run's data order, steps,
+    losses and weights."""
+    root, reference = zero2_run
+    resumed, saved = fail_then_resume(toy, root, "resumed", toy_training(), 5, monkeypatch)
+    assert_same_run(resumed, reference)
+    # Resumed, not restarted: the rows up to the checkpoint are the failed run's own (timings included).
+    assert resumed.metrics[: len(saved)] == saved
+
+
+def test_zero3_resumes_and_exports_full_weights(zero2_run, toy, tmp_path, monkeypatch):
+    """ZeRO-3 (partitioned parameters and optimizer states; the export gathers them) killed after step 14 and
+    resumed from step 12, an epoch boundary this time: it ends where the uninterrupted ZeRO-2 run ends."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    run = train(toy, tmp_path, "zero3", toy_training(zero_stage=3, epochs=2, checkpoint_every_steps=100))
-    assert run.metrics[-1]["loss"] < 0.7 * run.metrics[0]["loss"]
+    run, saved = fail_then_resume(toy, tmp_path, "zero3", toy_training(zero_stage=3), 14, monkeypatch)
+    assert run.metrics[: len(saved)] == saved
+    assert_same_run(run, zero2_run[1], tolerance=1e-4)
     model = AutoModelForCausalLM.from_pretrained(run.model_dir, dtype=torch.float32)
     base = AutoModelForCausalLM.from_pretrained(toy["spec"].name, dtype=torch.float32)
     for (name, trained), (_, initial) in zip(model.named_parameters(), base.named_parameters(), strict=True):
@@ -165,7 +202,7 @@ def test_training_stage_with_ddp_and_lora(ray_quiet, toy, tmp_path, data_root):
     manifest = runner.store.manifest("training")
     assert manifest.counts["rows"] == 65 and manifest.counts["rejected"] == 1 and manifest.counts["examples"] == 64
     table = runner.store.read_table("training")
-    assert table.column("step").to_pylist() == list(range(2, manifest.counts["steps"] + 1, 2))
+    assert table.column("step").to_pylist() == reported_steps(manifest.counts["steps"], 2, 3)
     files = runner.store.files_dir("training")
     assert (files / "loss.png").stat().st_size > 1000
     assert table.column("loss").to_pylist()[-1] < table.column("loss").to_pylist()[0]
@@ -180,3 +217,80 @@ def test_training_stage_with_ddp_and_lora(ray_quiet, toy, tmp_path, data_root):
     assert torch.equal(merged.model.norm.weight, base.model.norm.weight)  # not a LoRA target: untouched
     ids = torch.tensor([toy["tokenizer"]("The food was nice", add_special_tokens=False)["input_ids"]])
     assert merged.generate(ids, max_new_tokens=3, do_sample=False).shape[1] > ids.shape[1]
+
+
+@pytest.fixture(scope="module")
+def single_gloo_process():
+    """This process as a world of one (gloo), as torchrun would describe it.
+
+    One group for the whole module: DeepSpeed caches the world group, so a group destroyed and
+    created again between tests would leave it holding a dead one.
+    """
+    import socket
+
+    import torch.distributed as dist
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}.items():  # fmt: skip
+            patch.setenv(name, value)
+        yield
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("zero_stage", [2, 3])
+def test_offloaded_optimizer_trains_like_torch_adamw(single_gloo_process, zero_stage):
+    """offload_optimizer: true through the real DeepSpeedBackend (ZeRO-Offload refuses a torch optimizer): two
+    optimizer steps of two accumulated micro batches end where torch AdamW (decoupled weight decay) ends."""
+    import copy
+    from types import SimpleNamespace
+
+    import torch
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    from compeffdist.training.backends import DeepSpeedBackend
+    from compeffdist.training.deepspeed_config import build_deepspeed_config, offloads_optimizer
+
+    class Regression(torch.nn.Module):
+        """The smallest module with the `model(**batch, use_cache=False).loss` interface the backend calls."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(8, 4)
+
+        def forward(self, inputs, targets, use_cache=False):
+            return SimpleNamespace(loss=((self.linear(inputs) - targets) ** 2).mean())
+
+    training = TrainingConfig(
+        strategy="deepspeed", zero_stage=zero_stage, offload_optimizer=True, num_workers=1, micro_batch_size=4,
+        gradient_accumulation_steps=2, gradient_clipping=0.0, learning_rate=0.05, weight_decay=0.5,
+    )  # fmt: skip
+    ds_config = build_deepspeed_config(training)
+    assert offloads_optimizer(ds_config)
+    torch.manual_seed(0)
+    model = Regression()
+    reference = copy.deepcopy(model)
+    batches = [{"inputs": torch.randn(4, 8), "targets": torch.randn(4, 4)} for _ in range(4)]
+
+    backend = DeepSpeedBackend(model, training, ds_config, lambda step: 1.0, "gloo")
+    assert backend.engine.zero_cpu_offload() and isinstance(backend.engine.basic_optimizer, DeepSpeedCPUAdam)
+    losses = [backend.train_micro_batch(batch) for batch in batches]
+    weights = backend.full_state_dict(rank=0)
+
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=0.05, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.5)
+    expected_losses = []
+    for index, batch in enumerate(batches):
+        loss = reference(**batch).loss
+        expected_losses.append(loss.item())
+        (loss / 2).backward()
+        if index % 2 == 1:
+            optimizer.step()
+            optimizer.zero_grad()
+    assert losses == pytest.approx(expected_losses, rel=1e-5)
+    for name, value in reference.state_dict().items():
+        assert torch.allclose(weights[name], value, atol=1e-6), name
+    assert not torch.allclose(weights["linear.weight"], Regression().linear.weight)

@@ -6,7 +6,12 @@ import pytest
 from pydantic import ValidationError
 
 from compeffdist.config import TrainingConfig
-from compeffdist.training.deepspeed_config import build_deepspeed_config, validate_deepspeed_config
+from compeffdist.training.deepspeed_config import (
+    build_deepspeed_config,
+    global_batch_size,
+    offloads_optimizer,
+    validate_deepspeed_config,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +63,20 @@ def test_lora_with_zero3_is_refused():
     with pytest.raises(ValidationError, match="lora with zero_stage 3"):
         TrainingConfig(zero_stage=3, lora={"r": 4})
     assert TrainingConfig(strategy="ddp", zero_stage=3, lora={"r": 4}).lora.r == 4
+
+
+def test_offload_is_detected_in_built_and_user_configs():
+    assert not offloads_optimizer(build_deepspeed_config(TrainingConfig(zero_stage=2)))
+    assert offloads_optimizer(build_deepspeed_config(TrainingConfig(zero_stage=2, offload_optimizer=True)))
+    assert not offloads_optimizer(build_deepspeed_config(TrainingConfig(zero_stage=0, offload_optimizer=True)))
+    user = {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu"}}}
+    assert offloads_optimizer(build_deepspeed_config(TrainingConfig(deepspeed=user)))
+    assert not offloads_optimizer({"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "none"}}})
+
+
+def test_one_global_batch_formula_everywhere():
+    training = TrainingConfig(micro_batch_size=3, gradient_accumulation_steps=5, num_workers=2)
+    assert global_batch_size(training) == 30 == build_deepspeed_config(training)["train_batch_size"]
+    with pytest.raises(ValidationError, match="= 30"):
+        TrainingConfig(micro_batch_size=3, gradient_accumulation_steps=5, num_workers=2,
+                       deepspeed={"train_batch_size": 12})  # fmt: skip

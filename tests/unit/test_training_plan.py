@@ -1,13 +1,14 @@
-"""Step plan and learning-rate schedule."""
+"""Step plan, per-epoch data order and learning-rate schedule."""
 
 from __future__ import annotations
 
 import itertools
 import math
 
+import numpy as np
 import pytest
 
-from compeffdist.training.plan import lr_multiplier, make_plan
+from compeffdist.training.plan import epoch_micro_batches, epoch_order, lr_multiplier, make_plan
 
 pytestmark = pytest.mark.unit
 
@@ -36,3 +37,26 @@ def test_warmup_then_linear_and_constant():
     assert [linear(s) for s in range(5)] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert linear(9) == pytest.approx(0.5)
     assert lr_multiplier("constant", 2, 10)(9) == 1.0
+
+
+def test_each_epoch_reshuffles_the_shard_deterministically():
+    orders = [epoch_order(34, rank=1, seed=7, epoch=e) for e in range(3)]
+    for order in orders:
+        assert sorted(order.tolist()) == list(range(34))  # a permutation of the worker's shard positions
+    assert not np.array_equal(orders[0], orders[1])  # a new order every epoch
+    assert np.array_equal(epoch_order(34, rank=1, seed=7, epoch=2), orders[2])  # deterministic
+    assert not np.array_equal(epoch_order(34, rank=1, seed=8, epoch=2), orders[2])  # the seed matters
+    assert not np.array_equal(epoch_order(34, rank=0, seed=7, epoch=2), orders[2])  # ranks differ
+
+
+def test_a_resumed_epoch_continues_with_exactly_the_untrained_micro_batches():
+    plan = make_plan(rows=64, workers=2, micro_batch_size=2, accumulation=3, epochs=3, max_steps=None)
+    assert (plan.steps_per_epoch, plan.micro_batches_per_epoch) == (5, 16)  # 16 micro batches, 15 fill steps
+    for epoch in range(plan.epochs):
+        full = epoch_micro_batches(plan, rank=1, seed=4, epoch=epoch, step=epoch * plan.steps_per_epoch)
+        assert len(full) == plan.steps_per_epoch * 3 and all(len(m) == 2 for m in full)
+        assert np.array_equal(np.concatenate(full), epoch_order(32, 1, 4, epoch)[:30])
+        for done in range(plan.steps_per_epoch):
+            rest = epoch_micro_batches(plan, rank=1, seed=4, epoch=epoch, step=epoch * plan.steps_per_epoch + done)
+            assert len(rest) == len(full) - 3 * done
+            assert all(np.array_equal(a, b) for a, b in zip(rest, full[3 * done :], strict=True))
