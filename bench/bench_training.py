@@ -83,6 +83,7 @@ def main() -> None:
 
     from compeffdist.config import TrainingConfig
     from compeffdist.models.registry import load_tokenizer
+    from compeffdist.storage import Location
     from compeffdist.training.examples import build_examples
     from compeffdist.training.packing import pack_sequences, shuffled, single_sequences
     from compeffdist.training.trainer import run_training
@@ -128,7 +129,7 @@ def main() -> None:
         started = time.perf_counter()
         run = run_training(
             sequences[: args.steps * args.micro_batch * training.num_workers], student=spec, training=training,
-            seed=0, pad_token_id=tokenizer.pad_token_id, storage_dir=workdir / "storage",
+            seed=0, pad_token_id=tokenizer.pad_token_id, storage=Location.of(workdir / "storage"),
             export_dir=workdir / f"export-{name}", run_name=name,
         )  # fmt: skip
         results[name] = {**measure(run), "fit_seconds": time.perf_counter() - started, "workers": training.num_workers}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from compeffdist.artifacts import ArtifactStore, write_json_atomic
+from compeffdist.artifacts import ArtifactStore
 from compeffdist.config import JobConfig
 
 ACCOUNTING_FILE = "accounting.json"
@@ -50,5 +50,5 @@ def build_accounting(config: JobConfig, store: ArtifactStore, stage_names: list[
 
 def write_accounting(config: JobConfig, store: ArtifactStore, stage_names: list[str]) -> dict[str, Any]:
     report = build_accounting(config, store, stage_names)
-    write_json_atomic(store.root / ACCOUNTING_FILE, json.dumps(report, indent=2, sort_keys=True))
+    (store.root / ACCOUNTING_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))
     return report

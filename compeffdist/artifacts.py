@@ -1,15 +1,17 @@
-"""Artifact store: each stage's output is a folder of Parquet parts plus a manifest, written atomically.
+"""Artifact store: each stage's output is a folder of Parquet parts plus a manifest, published atomically.
 
-Layout under the run's output_dir::
+Layout under the run's output location (a local folder or a URI such as s3://bucket/runs/x)::
 
-    <stage>/part-00000.parquet ...   the stage's rows
-    <stage>/rejects.parquet          rows that could not be used, with the reason (optional)
-    <stage>/files/                   non-tabular outputs (a model folder, plots)
-    <stage>/manifest.json            written last: its presence means the stage is done
-    _work/<stage>/                   resumable shards of a stage that has not finished yet
+    <stage>/manifest.json                 the commit point: names the data folder; its presence = done
+    <stage>/<version>/part-00000.parquet  the stage's rows
+    <stage>/<version>/rejects.parquet     rows that could not be used, with the reason (optional)
+    <stage>/<version>/files/              non-tabular outputs (a model folder, plots, reports)
+    _work/<stage>/                        resumable shards and key of a stage that has not finished
 
-A finished stage folder is built under a temporary name and renamed into place, so a crash
-leaves either the old complete artifact or none, never a half-written one.
+A stage's data goes into a fresh version folder and becomes visible only when the manifest naming
+it is written (a rename on disk, one PUT on an object store), then older versions are deleted. A
+crash therefore leaves either the old complete artifact or the new one, never half of one, and
+this works on object stores, which cannot rename a folder.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -25,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from compeffdist.storage import Location
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.parquet"
+FILES = "files"
 ROWS_PER_PART = 50_000
 
 REJECT_SCHEMA = pa.schema(
@@ -56,14 +59,16 @@ class Manifest:
     token_usage: dict[str, dict[str, int]] = field(default_factory=dict)
     wall_time_s: float = 0.0
     finished_at: str = ""
-    files: list[str] = field(default_factory=list)
+    version: str = ""  # the data folder this manifest publishes
+    files: list[str] = field(default_factory=list)  # Parquet parts, relative to the data folder
+    has_files: bool = False  # whether <version>/files/ exists
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
-        """Identity of the artifact for downstream staleness checks."""
+        """Identity of the artifact for downstream staleness checks; a re-run is a new version, so it changes."""
         payload = json.dumps(
-            [self.stage, self.config_hash, self.input_fingerprints, self.seed, self.counts, self.files],
+            [self.stage, self.config_hash, self.input_fingerprints, self.seed, self.counts, self.version, self.files],
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -76,22 +81,6 @@ class Manifest:
         data = json.loads(text)
         data.pop("fingerprint", None)
         return cls(**data)
-
-
-def write_json_atomic(path: Path, payload: str) -> None:
-    """Write text to `path` via a temporary file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(payload, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_parquet_atomic(path: Path, table: pa.Table) -> None:
-    """Write a Parquet file via a temporary name and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
 
 
 def rejects_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -108,93 +97,115 @@ def _short(value: Any, limit: int = 2000) -> str | None:
 
 
 class ArtifactStore:
-    """Reads and writes stage artifacts under one run folder."""
+    """Reads and writes stage artifacts under one run location (local folder or URI)."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: str | os.PathLike[str] | Location) -> None:
+        self.root = Location.of(root)
+        if self.root.is_local:
+            self.root.mkdir()
 
-    def stage_dir(self, stage: str) -> Path:
+    def stage_dir(self, stage: str) -> Location:
         return self.root / stage
 
-    def work_dir(self, stage: str) -> Path:
-        return self.root / "_work" / stage
+    def work(self, stage: str) -> Location:
+        """Where an unfinished stage keeps resumable state (shards, key): on the run's storage, seen by all nodes."""
+        return self.root.join("_work", stage)
+
+    def scratch(self, stage: str) -> Path:
+        """A local folder for staging files before they are published (the work area itself, for local runs)."""
+        if self.root.is_local:
+            return self.work(stage).local_path
+        from compeffdist.models.registry import cache_root
+
+        run = hashlib.sha256(self.root.uri.encode()).hexdigest()[:12]
+        return cache_root() / "scratch" / run / stage
 
     def manifest(self, stage: str) -> Manifest | None:
         path = self.stage_dir(stage) / MANIFEST
         if not path.is_file():
             return None
-        return Manifest.from_json(path.read_text(encoding="utf-8"))
+        return Manifest.from_json(path.read_text())
 
-    def part_paths(self, stage: str) -> list[str]:
-        """Parquet files holding a finished stage's rows, in order."""
+    def _finished(self, stage: str) -> Manifest:
         manifest = self.manifest(stage)
         if manifest is None:
             raise FileNotFoundError(f"stage {stage!r} has no finished artifact under {self.root}")
-        return [str(self.stage_dir(stage) / name) for name in manifest.files]
+        return manifest
+
+    def data_dir(self, stage: str) -> Location:
+        """The data folder of a finished stage's current version."""
+        return self.stage_dir(stage) / self._finished(stage).version
+
+    def parts(self, stage: str) -> list[Location]:
+        """Parquet files holding a finished stage's rows, in order."""
+        manifest = self._finished(stage)
+        data = self.stage_dir(stage) / manifest.version
+        return [data / name for name in manifest.files]
 
     def read_table(self, stage: str, columns: list[str] | None = None) -> pa.Table:
         """Read a finished stage's rows into memory (for small artifacts)."""
-        paths = self.part_paths(stage)
-        if not paths:
+        parts = self.parts(stage)
+        if not parts:
             return pa.table({})
-        return pa.concat_tables([pq.read_table(p, columns=columns) for p in paths], promote_options="default")
+        return pa.concat_tables([p.read_parquet(columns=columns) for p in parts], promote_options="default")
 
     def read_rejects(self, stage: str) -> pa.Table:
-        path = self.stage_dir(stage) / REJECTS
-        return pq.read_table(path) if path.is_file() else REJECT_SCHEMA.empty_table()
+        path = self.data_dir(stage) / REJECTS
+        return path.read_parquet() if path.is_file() else REJECT_SCHEMA.empty_table()
+
+    def files(self, stage: str) -> Location:
+        """The non-tabular outputs of a finished stage, wherever the run lives."""
+        return self.data_dir(stage) / FILES
 
     def files_dir(self, stage: str) -> Path:
-        """Folder for a finished stage's non-tabular outputs."""
-        return self.stage_dir(stage) / "files"
+        """The same as a local folder: itself for local runs, else a cached download (per artifact version)."""
+        files = self.files(stage)
+        if files.is_local:
+            return files.local_path
+        manifest = self._finished(stage)
+        local = self.scratch(stage).with_name(f"{stage}-{manifest.version}-files")
+        if not local.is_dir():
+            local.parent.mkdir(parents=True, exist_ok=True)
+            files.download(local)
+        return local
 
     def commit(
         self,
         manifest: Manifest,
         table: pa.Table | None,
         rejects: pa.Table | None = None,
-        parts: list[Path] | None = None,
+        parts: list[Location] | None = None,
         files_from: Path | None = None,
         started: float | None = None,
     ) -> Manifest:
-        """Atomically publish a stage's output; the manifest is the last thing written."""
-        final = self.stage_dir(manifest.stage)
-        staging = self.root / f".{manifest.stage}.{uuid.uuid4().hex}.staging"
-        staging.mkdir(parents=True)
-        files: list[str] = []
+        """Publish a stage's output: data into a new version folder, then the manifest, then old versions go."""
+        stage_dir = self.stage_dir(manifest.stage)
+        manifest.version = f"v{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        data = stage_dir / manifest.version
+        data.mkdir()
+        names: list[str] = []
         if table is not None:
-            for index, start in enumerate(range(0, max(table.num_rows, 1), ROWS_PER_PART)):
-                name = f"part-{index:05d}.parquet"
-                pq.write_table(table.slice(start, ROWS_PER_PART), staging / name)
-                files.append(name)
+            for start in range(0, max(table.num_rows, 1), ROWS_PER_PART):
+                names.append(f"part-{len(names):05d}.parquet")
+                (data / names[-1]).write_parquet(table.slice(start, ROWS_PER_PART))
             manifest.counts.setdefault("rows", table.num_rows)
         for part in parts or []:
-            name = f"part-{len(files):05d}.parquet"
-            os.replace(part, staging / name)
-            files.append(name)
+            names.append(f"part-{len(names):05d}.parquet")
+            part.fs.move(part.path, (data / names[-1]).path)
         if parts is not None:
-            manifest.counts.setdefault("rows", sum(pq.ParquetFile(staging / f).metadata.num_rows for f in files))
+            manifest.counts.setdefault("rows", sum((data / name).parquet_rows() for name in names))
         if rejects is not None and rejects.num_rows:
-            pq.write_table(rejects, staging / REJECTS)
+            (data / REJECTS).write_parquet(rejects)
         manifest.counts.setdefault("rejects", rejects.num_rows if rejects is not None else 0)
         if files_from is not None and files_from.exists():
-            shutil.move(str(files_from), staging / "files")
-        manifest.files = files
+            (data / FILES).upload(files_from)
+            manifest.has_files = True
+        manifest.files = names
         if started is not None:
             manifest.wall_time_s = round(time.time() - started, 3)
         manifest.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        (staging / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
-        retired = self.root / f".{manifest.stage}.{uuid.uuid4().hex}.retired"
-        if final.exists():
-            os.replace(final, retired)
-        os.replace(staging, final)
-        shutil.rmtree(retired, ignore_errors=True)
+        (stage_dir / MANIFEST).write_text(manifest.to_json())
+        for old in stage_dir.list_dirs():
+            if old.name != manifest.version:
+                old.delete()
         return manifest
-
-    def invalidate(self, stage: str) -> None:
-        """Remove a stage's artifact (used by --force); its resumable shards are kept."""
-        path = self.stage_dir(stage)
-        if path.exists():
-            retired = self.root / f".{stage}.{uuid.uuid4().hex}.retired"
-            os.replace(path, retired)
-            shutil.rmtree(retired, ignore_errors=True)

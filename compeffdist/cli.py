@@ -12,19 +12,33 @@ import yaml
 from compeffdist.config import ConfigError, JobConfig, load_config
 
 EXIT_CONFIG = 2
-EXIT_FAILED = 1
+SET_HELP = "override a config value, e.g. --set run.output_dir=s3://bucket/run1 (repeatable)"
 
 
-def _load(path: str) -> JobConfig:
+def _overrides(pairs: list[str] | None) -> dict[str, object]:
+    """`--set section.key=value` pairs; values are YAML (numbers, booleans, lists, null)."""
+    overrides: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. run.output_dir=s3://bucket/run1")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair!r}: value is not valid YAML: {exc}") from exc
+    return overrides
+
+
+def _load(path: str, pairs: list[str] | None = None) -> JobConfig:
     try:
-        return load_config(path)
+        return load_config(path, _overrides(pairs))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from exc
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(args.config, args.set)
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
     print(f"# {args.config}: valid", file=sys.stderr)
     return 0
@@ -55,7 +69,7 @@ def _summary_table(config: JobConfig) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = _load(args.config, args.set)
     print(_summary_table(config))
     return 0
 
@@ -66,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from compeffdist.raysession import ensure_ray
     from compeffdist.report import write_report
 
-    config = _load(args.config)
+    config = _load(args.config, args.set)
     runner = Runner(config)
     try:
         selected = runner.select(args.until, args.only)
@@ -155,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="validate a job config and print it resolved")
     p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("run", help="run the pipeline (skips up-to-date stages, resumes interrupted ones)")
@@ -162,10 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="run stages up to and including this one")
     p.add_argument("--only", nargs="+", help="run only these stages (their inputs must exist)")
     p.add_argument("--force", nargs="+", default=[], help="re-run these stages even if up to date")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="each stage: done / stale / missing, rows, wall time")
     p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("evaluate", help="evaluate one or more models on SentiBench, side by side")

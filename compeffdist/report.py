@@ -7,10 +7,10 @@ adds a plot or a table shows up here without this module knowing about it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from compeffdist.artifacts import ArtifactStore
+from compeffdist.storage import Location
 
 REPORT_FILE = "report.md"
 
@@ -35,22 +35,24 @@ def _stage_table(store: ArtifactStore, stage_names: list[str]) -> list[str]:
     return lines
 
 
-def _stage_files(store: ArtifactStore, name: str, root: Path) -> list[str]:
-    files = store.files_dir(name)
-    if not files.is_dir():
+def _stage_files(store: ArtifactStore, name: str) -> list[str]:
+    manifest = store.manifest(name)
+    if manifest is None or not manifest.has_files:
         return []
+    files = store.files(name)
     lines: list[str] = []
-    for path in sorted(files.glob("*.md")):
-        body = path.read_text(encoding="utf-8").strip()
+    for path in files.list_files(".md"):
+        body = path.read_text().strip()
         # Demote the stage report's own headings so they nest under this page's stage heading.
         lines += [("##" + line) if line.startswith("#") else line for line in body.splitlines()] + [""]
-    for path in sorted(files.glob("*.png")):
-        lines += [f"![{name}: {path.stem}]({path.relative_to(root).as_posix()})", ""]
+    for path in files.list_files(".png"):
+        # Relative to the report at the run's root, so the page renders wherever the run is copied.
+        lines += [f"![{name}: {path.name.removesuffix('.png')}]({name}/{manifest.version}/files/{path.name})", ""]
     return lines
 
 
-def write_report(store: ArtifactStore, stage_names: list[str], accounting: dict[str, Any], title: str) -> Path:
-    """Write `<output_dir>/report.md` and return its path."""
+def write_report(store: ArtifactStore, stage_names: list[str], accounting: dict[str, Any], title: str) -> Location:
+    """Write `<output_dir>/report.md` and return where it is."""
     totals, projection = accounting["totals"], accounting["projection"]
     lines = [f"# compeffdist run: {title}", "", "## Stages", "", *_stage_table(store, stage_names), ""]
     lines += [
@@ -64,9 +66,9 @@ def write_report(store: ArtifactStore, stage_names: list[str], accounting: dict[
         "",
     ]
     for name in stage_names:
-        section = _stage_files(store, name, store.root)
+        section = _stage_files(store, name)
         if section:
             lines += [f"## {name}", "", *section]
     path = store.root / REPORT_FILE
-    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines).rstrip() + "\n")
     return path

@@ -13,17 +13,15 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from compeffdist.artifacts import write_parquet_atomic
 from compeffdist.config import EngineConfig, ModelSpec
 from compeffdist.engines.base import GenerationRequest, GenerationResult
 from compeffdist.progress import Progress
 from compeffdist.stage import StageContext
+from compeffdist.storage import Location
 
 SHARDS = "shards"
 MAX_BLOCKS = 1000
@@ -32,20 +30,20 @@ MAX_BLOCKS = 1000
 IO_TASK_CPUS = 0.1
 
 
-def shard_ids(shard_dir: Path, id_column: str) -> set[str]:
+def shard_ids(shard_dir: Location, id_column: str) -> set[str]:
     """Ids already written by an earlier (possibly killed) run."""
     done: set[str] = set()
-    for path in sorted(shard_dir.glob("*.parquet")):
-        done.update(pq.read_table(path, columns=[id_column]).column(id_column).to_pylist())
+    for shard in shard_dir.list_files(".parquet"):
+        done.update(shard.read_parquet(columns=[id_column]).column(id_column).to_pylist())
     return done
 
 
-def read_shards(shard_dir: Path, id_column: str) -> pa.Table | None:
+def read_shards(shard_dir: Location, id_column: str) -> pa.Table | None:
     """All shard rows, first occurrence of each id kept."""
-    paths = sorted(shard_dir.glob("*.parquet"))
-    if not paths:
+    shards = shard_dir.list_files(".parquet")
+    if not shards:
         return None
-    table = pa.concat_tables([pq.read_table(p) for p in paths], promote_options="default")
+    table = pa.concat_tables([s.read_parquet() for s in shards], promote_options="default")
     seen: set[str] = set()
     keep = []
     for index, value in enumerate(table.column(id_column).to_pylist()):
@@ -60,7 +58,7 @@ class ShardingMap:
 
     def __init__(self, worker_cls: type, worker_kwargs: dict[str, Any], shard_dir: str, id_column: str) -> None:
         self.worker = worker_cls(**worker_kwargs)
-        self.shard_dir = Path(shard_dir)
+        self.shard_dir = Location.of(shard_dir)  # a URI or path: resolved here, with this node's credentials
         self.id_column = id_column
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -68,7 +66,7 @@ class ShardingMap:
         result: pa.Table = self.worker(batch)
         ids = result.column(self.id_column).to_pylist()
         name = hashlib.sha1(json.dumps(sorted(ids)).encode()).hexdigest()[:20]
-        write_parquet_atomic(self.shard_dir / f"{name}.parquet", result)
+        (self.shard_dir / f"{name}.parquet").write_parquet(result)
         summary: dict[str, list[Any]] = {"rows": [result.num_rows], "seconds": [time.time() - started]}
         for column in ("prompt_tokens", "output_tokens"):
             values = result.column(column).to_pylist() if column in result.column_names else []
@@ -93,24 +91,25 @@ class MapStats:
 
 def run_sharded_map(
     ctx: StageContext,
-    source: pa.Table | list[str],
+    source: pa.Table | list[Location],
     worker_cls: type,
     worker_kwargs: dict[str, Any],
     engine: EngineConfig,
     id_column: str,
     desc: str,
-) -> tuple[Path, MapStats]:
-    """Stream `source` (a table, or Parquet paths read lazily) through `worker_cls` on a Ray actor pool.
+) -> tuple[Location, MapStats]:
+    """Stream `source` (a table, or Parquet parts read lazily) through `worker_cls` on a Ray actor pool.
 
-    Rows whose id is already in a shard are skipped. Returns the shard folder and run statistics.
+    Shards go to the stage's work area on the run's storage. Rows whose id is already in a shard
+    are skipped. Returns the shard folder and run statistics.
     """
     import ray
 
     from compeffdist.raysession import ensure_ray
 
     started = time.time()
-    shard_dir = ctx.work_dir / SHARDS
-    shard_dir.mkdir(parents=True, exist_ok=True)
+    shard_dir = ctx.work / SHARDS
+    shard_dir.mkdir()
     done = shard_ids(shard_dir, id_column)
     ensure_ray(ctx.config.ray)
     if isinstance(source, pa.Table):
@@ -119,8 +118,9 @@ def run_sharded_map(
         step = max(engine.batch_size, -(-total // MAX_BLOCKS))
         dataset = ray.data.from_arrow([source.slice(i, step) for i in range(0, max(total, 1), step)])
     else:
-        total = sum(pq.ParquetFile(p).metadata.num_rows for p in source)
-        dataset = ray.data.read_parquet(source, num_cpus=IO_TASK_CPUS)
+        total = sum(part.parquet_rows() for part in source)
+        filesystem = source[0].fs if source else None
+        dataset = ray.data.read_parquet([p.path for p in source], filesystem=filesystem, num_cpus=IO_TASK_CPUS)
     stats = MapStats(rows=total, resumed=len(done))
     if done:
         ctx.log(f"resuming: {len(done)} of {total} rows already in shards, {total - len(done)} to go")
@@ -138,7 +138,7 @@ def run_sharded_map(
             fn_constructor_kwargs={
                 "worker_cls": worker_cls,
                 "worker_kwargs": worker_kwargs,
-                "shard_dir": str(shard_dir),
+                "shard_dir": shard_dir.uri,
                 "id_column": id_column,
             },
             batch_size=engine.batch_size,
@@ -170,19 +170,18 @@ def _drop_done(batch: pa.Table, done: pa.Array, id_column: str) -> pa.Table:
     return batch.filter(pc.invert(pc.is_in(batch.column(id_column), value_set=done)))
 
 
-def publish_shards(shard_dir: Path, id_column: str, out_dir: Path) -> list[Path]:
-    """Rewrite shards as part files, one shard at a time, dropping ids already seen (bounded memory)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def publish_shards(shard_dir: Location, id_column: str, out_dir: Location) -> list[Location]:
+    """Rewrite shards as part files beside them, one shard at a time, dropping ids already seen (bounded memory)."""
     seen: set[str] = set()
     parts = []
-    for index, path in enumerate(sorted(shard_dir.glob("*.parquet"))):
-        table = pq.read_table(path)
+    for index, shard in enumerate(shard_dir.list_files(".parquet")):
+        table = shard.read_parquet()
         ids = table.column(id_column).to_pylist()
         keep = [i for i, value in enumerate(ids) if value not in seen]
         seen.update(ids)
         if keep:
             part = out_dir / f"shard-{index:06d}.parquet"
-            pq.write_table(table.take(keep) if len(keep) != len(ids) else table, part)
+            part.write_parquet(table.take(keep) if len(keep) != len(ids) else table)
             parts.append(part)
     return parts
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from compeffdist.artifacts import ArtifactStore, write_json_atomic
+from compeffdist.artifacts import ArtifactStore
 from compeffdist.config import JobConfig
+from compeffdist.storage import Location
 
 
 @dataclass
@@ -22,7 +23,7 @@ class StageOutput:
     """What a stage function returns; the runner turns it into an artifact and manifest."""
 
     table: pa.Table | None = None
-    parts: list[Path] | None = None  # Parquet files already written (large outputs); moved into the artifact
+    parts: list[Location] | None = None  # Parquet files already on the run's storage (large outputs); moved in
     counts: dict[str, int] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     token_usage: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -46,29 +47,41 @@ class Stage:
 
 
 class StageContext:
-    """Everything a running stage may touch: config, inputs, a resumable work folder, rejects."""
+    """Everything a running stage may touch: config, inputs, a resumable work area, local scratch, rejects.
+
+    `work` is on the run's storage (shards there survive a crash and are seen by every node);
+    `work_dir` is a local folder for staging files (`files_dir`) before they are published. For a
+    local run both are the same folder, `<output_dir>/_work/<stage>`.
+    """
 
     def __init__(self, config: JobConfig, store: ArtifactStore, stage: Stage, key: dict[str, Any]) -> None:
         self.config = config
         self.store = store
         self.stage = stage
-        self.work_dir = store.work_dir(stage.name)
+        self.work = store.work(stage.name)
+        self.work_dir = store.scratch(stage.name)
         self._rejects: list[dict[str, Any]] = []
-        self._prepare_work_dir(key)
+        self._prepare_work(key)
 
-    def _prepare_work_dir(self, key: dict[str, Any]) -> None:
+    def _prepare_work(self, key: dict[str, Any]) -> None:
         """Keep shards from an interrupted run only if they were made from the same config and inputs."""
-        key_path = self.work_dir / "key.json"
+        key_file = self.work / "key.json"
         wanted = json.dumps(key, sort_keys=True)
-        if key_path.is_file() and key_path.read_text(encoding="utf-8") != wanted:
+        if key_file.is_file() and key_file.read_text() != wanted:
             self.log("inputs or config changed since the interrupted run: discarding its partial shards")
-            shutil.rmtree(self.work_dir)
-        if not key_path.is_file():
-            write_json_atomic(key_path, wanted)
+            self.cleanup()
+        if not key_file.is_file():
+            key_file.write_text(wanted)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def cleanup(self) -> None:
+        """Remove the work area and the local scratch (after publishing, or when they are stale)."""
+        self.work.delete()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
     @property
     def files_dir(self) -> Path:
-        """Staging folder for non-tabular outputs; published with the artifact."""
+        """Local staging folder for non-tabular outputs; published with the artifact."""
         path = self.work_dir / "files"
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -76,11 +89,13 @@ class StageContext:
     def read(self, stage: str, columns: list[str] | None = None) -> pa.Table:
         return self.store.read_table(stage, columns=columns)
 
-    def input_paths(self, stage: str) -> list[str]:
-        return self.store.part_paths(stage)
+    def input_parts(self, stage: str) -> list[Location]:
+        """A finished input stage's Parquet parts, for lazy reads (Ray Data) instead of `read`."""
+        return self.store.parts(stage)
 
-    def input_files_dir(self, stage: str) -> Path:
-        return self.store.files_dir(stage)
+    def input_files(self, stage: str) -> Location:
+        """A finished input stage's non-tabular outputs, on the run's storage."""
+        return self.store.files(stage)
 
     def reject(self, source: str, location: str, field: str, reason: str, raw: Any = None) -> None:
         """Quarantine one unusable input or output row; it is saved and counted, never lost silently."""

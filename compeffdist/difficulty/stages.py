@@ -71,16 +71,16 @@ def rows_per_task(difficulty: DifficultyConfig, engine: EngineConfig) -> int:
 
 
 def score_difficulty(ctx: StageContext) -> StageOutput:
-    """Score every usable teacher response on a Ray actor pool; shards in ctx.work_dir make it resumable."""
+    """Score every usable teacher response on a Ray actor pool; shards in ctx.work make it resumable."""
     from compeffdist.difficulty.report import difficulty_markdown, plot_histogram
     from compeffdist.difficulty.scorer import MODEL_METRICS, scorer_spec
-    from compeffdist.rowmap import map_resumable, shard_ids
+    from compeffdist.rowmap import SHARDS, map_resumable, shard_ids
 
     cfg = ctx.config
     settings = cfg.difficulty
     spec = scorer_spec(settings, cfg.models.student)
     table = _usable_rows(ctx, ctx.read("responses"))
-    resumed = len(shard_ids(ctx.work_dir / "shards", "record_id"))
+    resumed = len(shard_ids(ctx.work / SHARDS, "record_id"))
     kwargs = {
         "model": spec.model_dump(mode="json"),
         "difficulty": settings.model_dump(mode="json"),

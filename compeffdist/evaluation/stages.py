@@ -25,11 +25,12 @@ def _evaluate_remote(model: dict[str, Any], engine: dict[str, Any], evaluation: 
 
 
 def _models(ctx: StageContext) -> dict[str, ModelSpec]:
-    trained = ctx.input_files_dir("training") / "model"
+    # A path or URI; the evaluation task resolves it on its own node (downloading it from object storage).
+    trained = ctx.input_files("training") / "model"
     student = ctx.config.models.student
     available = {
         "student": ModelSpec(
-            name=str(trained), chat_template_kwargs=student.chat_template_kwargs,
+            name=trained.uri, chat_template_kwargs=student.chat_template_kwargs,
             attn_implementation=student.attn_implementation, dtype=student.dtype,
         ),
         "base_student": student,

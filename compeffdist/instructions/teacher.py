@@ -165,8 +165,7 @@ def _step_context(ctx: StageContext, step: str, attempt: int) -> StageContext:
     bookkeeping (ids already in shards) to its own requests. Rejects still go to the stage.
     """
     sub = copy.copy(ctx)
-    sub.work_dir = ctx.work_dir / "teacher" / f"{step}-{attempt}"
-    sub.work_dir.mkdir(parents=True, exist_ok=True)
+    sub.work = ctx.work.join("teacher", f"{step}-{attempt}")
     return sub
 
 

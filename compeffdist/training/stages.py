@@ -38,7 +38,7 @@ def train_student(ctx: StageContext) -> StageOutput:
         training=training,
         seed=seed,
         pad_token_id=tokenizer.pad_token_id,
-        storage_dir=ctx.work_dir / "ray_train",
+        storage=ctx.work / "ray_train",
         export_dir=ctx.files_dir / MODEL_FOLDER,
     )
     plot_loss_curve(run.metrics, ctx.files_dir / LOSS_PLOT, title=f"{student.name} ({training.strategy})")

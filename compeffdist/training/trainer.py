@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compeffdist.config import ModelSpec, TrainingConfig
+from compeffdist.storage import Location
 from compeffdist.training.plan import TrainPlan, make_plan
 
 FAIL_AFTER_STEP_ENV = "COMPEFFDIST_TRAIN_FAIL_AFTER_STEP"
@@ -70,14 +71,15 @@ def run_training(
     training: TrainingConfig,
     seed: int,
     pad_token_id: int,
-    storage_dir: Path,
+    storage: Location,
     export_dir: Path,
     run_name: str = "training",
 ) -> TrainingRun:
-    """Train the student on `sequences` with Ray Train; resume from `storage_dir/run_name` if it holds checkpoints.
+    """Train the student on `sequences` with Ray Train; resume from `storage/run_name` if it holds checkpoints.
 
-    `storage_dir` must outlive a crash (the stage passes its work_dir) and, on a cluster, be storage
-    every node sees. The exported Hugging Face folder is copied to `export_dir`.
+    `storage` must outlive a crash (the stage passes its work area) and, on a cluster, be storage
+    every node sees (a shared folder or an object-store URI). The exported Hugging Face folder is
+    copied to the local `export_dir`.
     """
     import ray.train
     from ray.data import ExecutionOptions
@@ -98,7 +100,7 @@ def run_training(
         torch_config=TorchConfig(backend="nccl" if training.use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
             name=run_name,
-            storage_path=str(Path(storage_dir).resolve()),
+            **storage.ray_storage(),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=training.max_failures),
         ),

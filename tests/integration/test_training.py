@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from compeffdist.config import ModelSpec, TrainingConfig
+from compeffdist.storage import Location
 
 pytestmark = pytest.mark.integration
 
@@ -77,8 +78,8 @@ def train(toy, root: Path, name: str, training: TrainingConfig):
 
     return run_training(
         toy["sequences"], student=toy["spec"], training=training, seed=0,
-        pad_token_id=toy["tokenizer"].pad_token_id, storage_dir=root / "storage", export_dir=root / f"export-{name}",
-        run_name=name,
+        pad_token_id=toy["tokenizer"].pad_token_id, storage=Location.of(root / "storage"),
+        export_dir=root / f"export-{name}", run_name=name,
     )  # fmt: skip
 
 

@@ -74,7 +74,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path, data_root):
     config = load_config(
         _write(tmp_path, _base(data_root) + "run: {data_root: " + str(data_root) + ", output_dir: out}\n")
     )
-    assert config.run.output_dir == (tmp_path / "out").resolve()
+    assert config.run.output_dir == str((tmp_path / "out").resolve())
 
 
 def test_section_hash_changes_only_with_its_section(tmp_path, data_root):

@@ -18,7 +18,9 @@ def test_report_has_stage_table_cost_and_stage_files(tmp_path):
     (files / "summary.md").write_text("# Difficulty\n\nmean score 0.42\n", encoding="utf-8")
     (files / "histogram.png").write_bytes(b"\x89PNG fake")
     usage = {"t": {"prompt_tokens": 10, "output_tokens": 20, "requests": 2}}
-    store.commit(Manifest("difficulty", "h", {}, 1, token_usage=usage), pa.table({"x": [1, 2]}), files_from=files)
+    published = store.commit(
+        Manifest("difficulty", "h", {}, 1, token_usage=usage), pa.table({"x": [1, 2]}), files_from=files
+    )
     accounting = {
         "totals": {"prompt_tokens": 10, "output_tokens": 20, "requests": 2, "actor_seconds": 5.0, "gpu_hours": 0.0},
         "projection": {
@@ -29,8 +31,9 @@ def test_report_has_stage_table_cost_and_stage_files(tmp_path):
         },
     }
     path = write_report(store, ["pool", "difficulty"], accounting, "t1")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text()
     assert "| pool | – |" in text and "not run" in text
     assert "| difficulty | 2 | 0 |" in text and "| 10 | 20 |" in text
     assert "### Difficulty" in text and "mean score 0.42" in text
-    assert "![difficulty: histogram](difficulty/files/histogram.png)" in text
+    image = f"difficulty/{published.version}/files/histogram.png"
+    assert f"![difficulty: histogram]({image})" in text and (tmp_path / "run" / image).is_file()
