@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# Every Ray these tests start or join runs without token auth: local-only clusters, and Ray reads the
+# mode once per process, so one test switching it would break every later ray.init in the session.
+os.environ["RAY_AUTH_MODE"] = "disabled"
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data" / "sentibench"
 

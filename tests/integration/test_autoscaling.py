@@ -73,11 +73,9 @@ def autoscaling_config(gcs_port: int) -> dict:
 
 
 @pytest.fixture
-def autoscaling_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def autoscaling_head(tmp_path: Path):
     """A real head running the autoscaler with the fake multinode provider; yields its GCS address."""
     from ray.autoscaler._private.util import validate_config
-
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the driver (this process) must match the head
 
     port = free_port()
     config = autoscaling_config(port)

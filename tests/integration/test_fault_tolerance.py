@@ -41,18 +41,12 @@ def ray_with_state_api() -> Iterator[str]:
     if error:
         print(f"SKIP: could not start a local Ray head: {error}")
         pytest.skip(f"could not start a local Ray head: {error[-500:]}")
-    saved = os.environ.get("RAY_AUTH_MODE")
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # as the head was started
     try:
         ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
         yield f"http://127.0.0.1:{dashboard}"  # state API calls name it: other Rays run on this machine
     finally:
         ray.shutdown()
         stop_ray_by_temp_dir(temp_dir)
-        if saved is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved
 
 
 class ActorKiller(threading.Thread):
