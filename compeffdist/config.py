@@ -244,6 +244,7 @@ class SelectionConfig(StrictModel):
     rate: float = Field(0.1, gt=0.0, le=1.0)
     a: float = Field(1.0, gt=0.0, le=1.0, description="Quantile where the soft sampler's tent curve peaks.")
     mode: Literal["bernoulli", "exact"] = "bernoulli"
+    seed: int | None = Field(None, description="Sampling seed; None: run.seed. Varies the subset alone.")
 
 
 class LoraSettings(StrictModel):
@@ -261,6 +262,7 @@ class TrainingConfig(StrictModel):
     """Student SFT; defaults are the paper's effective recipe (METHOD.md §4) on DeepSpeed ZeRO-2."""
 
     strategy: Literal["deepspeed", "ddp"] = "deepspeed"
+    seed: int | None = Field(None, description="Init and data-order seed; None: run.seed. Varies training alone.")
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     epochs: int = Field(4, ge=1)
@@ -360,6 +362,11 @@ class JobConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     accounting: AccountingConfig = AccountingConfig()
+
+    def seed_of(self, section: str) -> int:
+        """The seed a section runs with: its own `seed` if set (selection, training), else `run.seed`."""
+        own = getattr(self.section(section), "seed", None)
+        return self.run.seed if own is None else own
 
     def section(self, dotted: str) -> Any:
         """Return the sub-config at a dotted path such as 'engines.teacher'."""

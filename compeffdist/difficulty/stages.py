@@ -156,7 +156,7 @@ def select_records(ctx: StageContext) -> StageOutput:
     from compeffdist.difficulty.sampling import select
 
     settings = ctx.config.selection
-    seed = ctx.config.run.seed
+    seed = ctx.config.seed_of("selection")
     table = ctx.read("difficulty")
     difficulty = table.column("difficulty")
     # NaN/inf (e.g. an IFD whose perplexity overflowed) are not difficulties: they would sort as the hardest.

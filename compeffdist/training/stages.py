@@ -20,7 +20,7 @@ def train_student(ctx: StageContext) -> StageOutput:
 
     training = ctx.config.training
     student = ctx.config.models.student
-    seed = ctx.config.run.seed
+    seed = ctx.config.seed_of("training")
     rows = ctx.read("selection", columns=["record_id", "messages", "response"]).to_pylist()
     tokenizer = load_tokenizer(student, padding_side="right")
     examples, rejects = build_examples(rows, tokenizer, training.max_seq_len, student.chat_template_kwargs)

@@ -100,3 +100,14 @@ def test_paper_family_configs_carry_the_paper_recipe(data_root, monkeypatch):
         assert (t.learning_rate, t.weight_decay, t.betas, t.epochs, t.warmup_steps) == (5e-5, 0.1, (0.9, 0.999), 4, 0)
         assert t.max_seq_len == 2048 and t.gradient_clipping == 1.0 and t.lr_scheduler == "cosine"
         assert config.selection.rate == 0.1 and config.instructions.min_attribute_count == 10
+
+
+def test_selection_and_training_seeds_vary_their_stage_alone(tmp_path, data_root):
+    base = _base(data_root)
+    config = load_config(_write(tmp_path, base))
+    assert config.seed_of("selection") == config.seed_of("training") == config.run.seed
+    seeded = load_config(_write(tmp_path, base + "selection: {seed: 5}\ntraining: {seed: 6}\n"))
+    assert (seeded.seed_of("selection"), seeded.seed_of("training")) == (5, 6)
+    upstream = ("difficulty", "run.seed")
+    assert seeded.section_hash(upstream) == config.section_hash(upstream)  # teacher data and scores stay valid
+    assert seeded.section_hash(("selection", "run.seed")) != config.section_hash(("selection", "run.seed"))
