@@ -148,7 +148,7 @@ def run_sharded_map(
             num_gpus=engine.num_gpus_per_actor,
             # Restart dead actors and retry their batches without limit (explicit, not a Ray default);
             # shards make retries idempotent. tests/integration/test_fault_tolerance.py kills an actor.
-            # Ray 2.60 has no named parameter for these (free kwargs are deprecated, removal in 2.64).
+            # Every route to these is deprecated in Ray 2.60 (ray_remote_args too); removal is planned for 2.64.
             max_restarts=-1,
             max_task_retries=-1,
         )

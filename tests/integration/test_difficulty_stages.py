@@ -136,7 +136,7 @@ def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, data_r
     stage = runner.by_name["difficulty"]
     key = runner.expected_key(stage)
     first = score_difficulty(StageContext(config, runner.store, stage, key))  # the work folder is left in place
-    shards = sorted((runner.store.work_dir("difficulty") / "shards").glob("*.parquet"))
+    shards = sorted((runner.store.work("difficulty").local_path / "shards").glob("*.parquet"))
     assert len(shards) >= 3 and first.counts["resumed"] == 0
     # One shard per actor call: rows_per_task rows, several forward batches (batch_size 4) sorted by length.
     sizes = sorted(pq.read_metadata(p).num_rows for p in shards)
