@@ -177,8 +177,6 @@ def teacher_responses(ctx: StageContext) -> StageOutput:
         extra={
             "sampling": cfg.labeling.sampling.model_dump(),
             "backend": engine.backend,
-            "actor_seconds": round(stats.actor_seconds, 2),
-            "gpu_hours": round(stats.actor_seconds * engine.num_gpus_per_actor / 3600, 4),
             "map_wall_seconds": round(stats.wall_seconds, 2),
         },
     )

@@ -160,7 +160,11 @@ class Runner:
             counts=dict(output.counts),
             models=dict(output.models),
             token_usage=dict(output.token_usage),
-            extra=dict(output.extra),
+            extra={
+                "actor_seconds": round(ctx.actor_seconds, 2),
+                "gpu_hours": round(ctx.gpu_seconds / 3600, 4),
+                **output.extra,
+            },
         )
         files = ctx.work_dir / "files"
         manifest = self.store.commit(

@@ -61,7 +61,8 @@ def write_report(store: ArtifactStore, stage_names: list[str], accounting: dict[
         f"- tokens: {totals['prompt_tokens']} prompt, {totals['output_tokens']} output, {totals['requests']} requests",
         f"- actor time: {totals['actor_seconds']:.0f} s; GPU-hours measured: {totals['gpu_hours']:.3f}",
         f"- projected on {projection['gpu_type']} at {projection['assumed_output_tokens_per_gpu_second']} output "
-        f"tok/s per GPU: {projection['gpu_hours']:.3f} GPU-hours"
+        f"tok/s and {projection['assumed_prompt_tokens_per_gpu_second']} prompt tok/s (forward-only stages) per "
+        f"GPU: {projection['gpu_hours']:.3f} GPU-hours"
         + (f" (≈ ${projection['usd']})" if projection.get("usd") is not None else ""),
         "",
     ]

@@ -61,6 +61,8 @@ class StageContext:
         self.work = store.work(stage.name)
         self.work_dir = store.scratch(stage.name)
         self._rejects: list[dict[str, Any]] = []
+        self.actor_seconds = 0.0  # busy time of the actors/workers this stage used (summed over them)
+        self.gpu_seconds = 0.0
         self._prepare_work(key)
 
     def _prepare_work(self, key: dict[str, Any]) -> None:
@@ -96,6 +98,11 @@ class StageContext:
     def input_files(self, stage: str) -> Location:
         """A finished input stage's non-tabular outputs, on the run's storage."""
         return self.store.files(stage)
+
+    def add_actor_time(self, seconds: float, gpus_per_actor: float) -> None:
+        """Account busy seconds of actors (summed over them) holding `gpus_per_actor` GPUs each."""
+        self.actor_seconds += seconds
+        self.gpu_seconds += seconds * gpus_per_actor
 
     def reject(self, source: str, location: str, field: str, reason: str, raw: Any = None) -> None:
         """Quarantine one unusable input or output row; it is saved and counted, never lost silently."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -52,10 +53,12 @@ def run_evaluation(ctx: StageContext) -> StageOutput:
     rows: list[dict[str, Any]] = []
     for label, model in _models(ctx).items():
         ctx.log(f"evaluating {label} ({model.name}) on {len(ctx.config.evaluation.datasets)} datasets")
+        started = time.time()
         rows += ray.get(
             task.remote(model.model_dump(mode="json"), engine.model_dump(mode="json"),
                         ctx.config.evaluation.model_dump(mode="json"), str(ctx.config.run.data_root), label)
         )  # fmt: skip
+        ctx.add_actor_time(time.time() - started, engine.num_gpus_per_actor)
         summary = summarize([r for r in rows if r["model"] == label])[label]
         ctx.log(f"{label}: overall {summary['overall']:.2f}")
     summary = write_reports(rows, ctx.files_dir)

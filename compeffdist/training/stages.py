@@ -43,6 +43,7 @@ def train_student(ctx: StageContext) -> StageOutput:
     )
     plot_loss_curve(run.metrics, ctx.files_dir / LOSS_PLOT, title=f"{student.name} ({training.strategy})")
     last = run.metrics[-1]
+    ctx.add_actor_time(last["train_seconds"] * training.num_workers, 1.0 if training.use_gpu else 0.0)
     ctx.log(f"trained {last['step']} steps; final loss {last['loss']:.4f}; {last['seconds_per_step']:.2f} s/step")
     return StageOutput(
         table=pa.Table.from_pylist(run.metrics),

@@ -98,6 +98,7 @@ def test_stages_score_like_the_reference_loop_and_select_with_reports(tmp_path, 
         assert rows[record_id]["response_tokens"] == text.response_tokens
 
     manifest = runner.store.manifest("difficulty")
+    assert manifest.extra["actor_seconds"] > 0  # the scorer actors' busy time reaches the manifest
     assert manifest.counts["scored"] == RECORDS - 3 and manifest.counts["truncated"] == 1
     assert manifest.token_usage[str(tiny_model_dir)]["prompt_tokens"] > 0
     files = runner.store.files_dir("difficulty")

@@ -69,6 +69,7 @@ def test_evaluation_stage_runs_on_ray(tmp_path, data_root, tiny_model_dir, ray_l
     runner.run()
     manifest = runner.store.manifest("evaluation")
     assert manifest.counts["evaluations"] == 4
+    assert manifest.extra["actor_seconds"] > 0 and manifest.extra["gpu_hours"] == 0.0  # a CPU task was busy
     assert set(manifest.extra["overall"]) == {"student", "base_student"}
     table = runner.store.read_table("evaluation").to_pylist()
     assert {r["model"] for r in table} == {"student", "base_student"}

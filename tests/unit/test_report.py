@@ -26,6 +26,7 @@ def test_report_has_stage_table_cost_and_stage_files(tmp_path):
         "projection": {
             "gpu_type": "H100",
             "assumed_output_tokens_per_gpu_second": 400.0,
+            "assumed_prompt_tokens_per_gpu_second": 5000.0,
             "gpu_hours": 0.0,
             "usd": None,
         },
