@@ -146,11 +146,10 @@ def run_sharded_map(
             compute=ray.data.ActorPoolStrategy(min_size=max(1, engine.min_actors), max_size=engine.max_actors),
             num_cpus=engine.num_cpus_per_actor,
             num_gpus=engine.num_gpus_per_actor,
-            # Restart dead actors and retry their batches without limit (explicit, not a Ray default);
-            # shards make retries idempotent. tests/integration/test_fault_tolerance.py kills an actor.
-            # Every route to these is deprecated in Ray 2.60 (ray_remote_args too); removal is planned for 2.64.
-            max_restarts=-1,
-            max_task_retries=-1,
+            # Dead actors are restarted and their batches retried without limit: Ray 2.60's actor-pool default
+            # (actor_pool_map_operator.py). Setting it here would only add a deprecation warning to every run
+            # (ray_remote_args goes in 2.64); tests/integration/test_fault_tolerance.py kills an actor and
+            # fails if that default changes. Shards make the retries idempotent.
         )
         progress = Progress(ctx, desc, total=total - len(done))
         for summary in mapped.iter_rows():
@@ -159,6 +158,7 @@ def run_sharded_map(
         stats.output_tokens, stats.errors = progress.tokens, progress.errors
         stats.actor_seconds = progress.actor_seconds
         stats.steady_tokens_per_second = progress.steady_tokens_per_second
+        ctx.add_actor_time(stats.actor_seconds, engine.num_gpus_per_actor)
     stats.wall_seconds = time.time() - started
     return shard_dir, stats
 

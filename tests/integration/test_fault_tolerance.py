@@ -1,5 +1,6 @@
 """A teacher actor SIGKILLed mid-stage: Ray restarts it, retries its batch, and the same run still labels
-every record exactly once (rowmap passes max_restarts=-1, max_task_retries=-1; shards make retries idempotent).
+every record exactly once (Ray Data's actor-pool default is max_restarts=-1, max_task_retries=-1; this
+test fails if that changes; shards make retries idempotent).
 """
 
 from __future__ import annotations
