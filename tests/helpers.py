@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -110,3 +112,25 @@ def start_ray_head(args: list[str], env: dict[str, str] | None = None) -> tuple[
         stop_ray_by_temp_dir(temp_dir)
         return temp_dir, (started.stderr or started.stdout)[-2000:]
     return temp_dir, ""
+
+
+@contextmanager
+def dashboard_head(num_cpus: int = 2) -> Iterator[tuple[str, str]]:
+    """A real `ray start --head` with the dashboard (Job Submission and state APIs); yields (GCS address, URL).
+
+    Skips the calling test, printing why, when the head cannot start; stops only this head afterwards.
+    """
+    import pytest
+
+    port, dashboard = free_port(), free_port()
+    temp_dir, error = start_ray_head(
+        [f"--port={port}", f"--num-cpus={num_cpus}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}"]
+    )  # fmt: skip
+    if error:
+        print(f"SKIP: could not start a local Ray head: {error}")
+        pytest.skip(f"could not start a local Ray head: {error[-500:]}")
+    try:
+        yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
+    finally:
+        stop_ray_by_temp_dir(temp_dir)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, labeling_stages, start_ray_head, stop_ray_by_temp_dir, tiny_config
+from helpers import dashboard_head, labeling_stages, tiny_config
 
 from compeffdist.config import JobConfig
 from compeffdist.pipeline import Runner
@@ -34,20 +34,12 @@ def ray_with_state_api() -> Iterator[str]:
     """
     import ray
 
-    port, dashboard = free_port(), free_port()
-    temp_dir, error = start_ray_head(
-        [f"--port={port}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}"]
-    )  # fmt: skip
-    if error:
-        print(f"SKIP: could not start a local Ray head: {error}")
-        pytest.skip(f"could not start a local Ray head: {error[-500:]}")
-    try:
-        ray.init(address=f"127.0.0.1:{port}", log_to_driver=False)
-        yield f"http://127.0.0.1:{dashboard}"  # state API calls name it: other Rays run on this machine
-    finally:
-        ray.shutdown()
-        stop_ray_by_temp_dir(temp_dir)
+    with dashboard_head() as (address, dashboard):
+        ray.init(address=address, log_to_driver=False)
+        try:
+            yield dashboard  # state API calls name it: other Rays run on this machine
+        finally:
+            ray.shutdown()
 
 
 class ActorKiller(threading.Thread):

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, start_ray_head, stop_ray_by_temp_dir, tiny_config, write_config
+from helpers import dashboard_head, tiny_config, write_config
 
 from compeffdist.artifacts import ArtifactStore
 
@@ -23,20 +24,10 @@ LABELING_JOB = "tests/integration/labeling_job.py"
 
 
 @pytest.fixture(scope="module")
-def ray_head():
+def ray_head() -> Iterator[str]:
     """A real `ray start --head` with the dashboard (which serves the Job Submission API)."""
-    dashboard = free_port()
-    temp_dir, error = start_ray_head(
-        [f"--port={free_port()}", "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}"]
-    )  # fmt: skip
-    if error:
-        print(f"SKIP: could not start a local Ray head: {error}")
-        pytest.skip(f"could not start a local Ray head: {error[-500:]}")
-    try:
-        yield f"http://127.0.0.1:{dashboard}"
-    finally:
-        stop_ray_by_temp_dir(temp_dir)
+    with dashboard_head() as (_, dashboard):
+        yield dashboard
 
 
 def _wait(client, job_id: str, statuses: set | None = None, timeout: float = 300) -> str:
