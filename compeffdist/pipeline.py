@@ -44,9 +44,7 @@ def file_fingerprint(paths: list[Path]) -> str:
     laptop, then a cluster volume) keeps every stage up to date.
     """
     digest = hashlib.sha256()
-    common = os.path.commonpath([str(p) for p in paths]) if len(paths) > 1 else ""
-    if len(paths) == 1:
-        common = str(Path(paths[0]).parent)
+    common = os.path.commonpath([str(Path(p).parent) for p in paths]) if paths else ""
     for path in sorted(paths):
         digest.update(os.path.relpath(path, common).encode())
         with open(path, "rb") as handle:
