@@ -60,6 +60,12 @@ class RayConfig(StrictModel):
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (None: all).")
     num_gpus: int | None = Field(None, ge=0)
     include_dashboard: bool = False
+    log_to_driver: bool = Field(
+        True,
+        description="Stream actor and worker logs to this terminal; false keeps them in Ray's session logs only "
+        "(/tmp/ray/session_latest/logs): the console then shows the pipeline's own progress, and worker "
+        "errors still surface as exceptions.",
+    )
 
 
 class ModelSpec(StrictModel):

@@ -15,7 +15,7 @@ def ensure_ray(config: RayConfig) -> None:
         return
     # Quiet per-task progress bars; the pipeline prints its own progress lines.
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    kwargs: dict[str, object] = {"include_dashboard": config.include_dashboard, "log_to_driver": True}
+    kwargs: dict[str, object] = {"include_dashboard": config.include_dashboard, "log_to_driver": config.log_to_driver}
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
         kwargs["address"] = address
