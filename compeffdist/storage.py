@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 
 
 def is_uri(value: str | os.PathLike[str]) -> bool:
-    """True for 's3://bucket/x' and the like; False for local paths (including 'file:' free relative paths)."""
+    """True for 's3://bucket/x' and the like; False for plain local paths, absolute or relative."""
     return "://" in str(value)
 
 
@@ -34,9 +35,11 @@ class Location:
 
     @classmethod
     def of(cls, value: str | os.PathLike[str] | Location) -> Location:
+        """A Location for a path or URI; `file://` URIs become plain local paths (atomic renames work there)."""
         if isinstance(value, Location):
             return value
-        return cls(str(value) if is_uri(value) else str(Path(value).absolute()))
+        text = str(value).removeprefix("file://")
+        return cls(text if is_uri(text) else str(Path(text).absolute()))
 
     @cached_property
     def _resolved(self) -> tuple[pafs.FileSystem, str]:
@@ -76,7 +79,11 @@ class Location:
         if self.is_local:
             return Location(str(Path(self.uri, suffix)))
         base, sep, query = self.uri.partition("?")
-        return Location(f"{base.rstrip('/')}/{suffix}{sep}{query}")
+        child = Location(f"{base.rstrip('/')}/{suffix}{sep}{query}")
+        # Share the parent's filesystem client: resolving a URI again builds a new one (credential and
+        # region look-ups on S3), and joins happen per shard and per listed file.
+        child.__dict__["_resolved"] = (self.fs, f"{self.path}/{suffix}")
+        return child
 
     def __truediv__(self, part: str) -> Location:
         return self.join(part)
@@ -116,17 +123,21 @@ class Location:
         with self.fs.open_input_stream(self.path) as stream:
             return stream.read().decode("utf-8")
 
+    def _write_local_atomically(self, write: Callable[[Path], None]) -> None:
+        """`write` a temporary file beside this one, then rename it into place."""
+        path = self.local_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        write(tmp)
+        os.replace(tmp, path)
+
     def write_text(self, text: str) -> None:
         """Replace the file's content; readers see the old or the new text, never half of one.
 
         Local files go through a temporary name and a rename; object stores make one PUT visible at once.
         """
         if self.is_local:
-            path = self.local_path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
+            self._write_local_atomically(lambda tmp: tmp.write_text(text, encoding="utf-8"))
             return
         with self.fs.open_output_stream(self.path) as stream:
             stream.write(text.encode("utf-8"))
@@ -141,11 +152,7 @@ class Location:
     def write_parquet(self, table: pa.Table) -> None:
         """Write a Parquet file atomically (temporary name + rename locally; one PUT on object stores)."""
         if self.is_local:
-            path = self.local_path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
+            self._write_local_atomically(lambda tmp: pq.write_table(table, tmp))
             return
         pq.write_table(table, self.path, filesystem=self.fs)
 

@@ -60,6 +60,14 @@ def test_uris_keep_their_options_when_joined():
     assert Location.of("relative/dir").is_local and Location.of("relative/dir").uri.startswith("/")
     with pytest.raises(ValueError, match="not a local folder"):
         _ = uri.local_path
+    assert Location.of("file:///tmp/runs/x") == Location("/tmp/runs/x")  # file:// is just a local folder
+
+
+def test_joined_locations_share_the_parent_filesystem(s3_root):
+    root = Location.of(s3_root)
+    child = root.join("a", "b.parquet")
+    assert child.fs is root.fs and child.path == root.path + "/a/b.parquet"
+    assert Location(child.uri).path == child.path  # the same place when resolved afresh (as an actor does)
 
 
 def test_ray_storage_arguments(tmp_path, s3_root):
