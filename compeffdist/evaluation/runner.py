@@ -34,14 +34,14 @@ def _as_chat(engine: Engine, prompt: str, model: ModelSpec) -> str:
 
 
 def evaluate_dataset(
-    engine: Engine, model: ModelSpec, spec: DatasetSpec, data_root: Path, evaluation: EvaluationConfig, seed: int
-) -> dict[str, Any]:
-    """One (dataset, seed) run: prompts, predictions, metrics, invalid-output rate."""
-    tests = load_examples(data_root, spec.key, "test")
+    engine: Engine, model: ModelSpec, spec: DatasetSpec, tests: list[Example], pool: list[Example],
+    evaluation: EvaluationConfig, seed: int,
+) -> dict[str, Any]:  # fmt: skip
+    """One (dataset, seed) run over `tests` with demos from `pool`: prompts, predictions, metrics, invalid rate."""
     if evaluation.limit is not None:
         tests = tests[: evaluation.limit]
     k = 0 if evaluation.zero_shot else evaluation.k_shot
-    demos = sample_demos(load_examples(data_root, spec.key, "train"), k, seed, len(tests)) if k else [[]] * len(tests)
+    demos = sample_demos(pool, k, seed, len(tests)) if k else [[]] * len(tests)
     prompts = [build_prompt(spec, t, d) for t, d in zip(tests, demos, strict=True)]
     if evaluation.chat_template:
         prompts = [_as_chat(engine, p, model) for p in prompts]
@@ -91,8 +91,9 @@ def evaluate_with_engine(
     """Every configured dataset × seed for one loaded model."""
     rows = []
     for key in evaluation.datasets:
+        tests, pool = load_examples(data_root, key, "test"), load_examples(data_root, key, "train")  # once per dataset
         for seed in evaluation.seeds:
-            row = evaluate_dataset(engine, model, SPECS[key], data_root, evaluation, seed)
+            row = evaluate_dataset(engine, model, SPECS[key], tests, pool, evaluation, seed)
             rows.append({"model": label, "model_name": engine.model_name, **row})
     return rows
 

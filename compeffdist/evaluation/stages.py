@@ -30,10 +30,9 @@ def _models(ctx: StageContext) -> dict[str, ModelSpec]:
     trained = ctx.input_files("training") / "model"
     student = ctx.config.models.student
     available = {
-        "student": ModelSpec(
-            name=trained.uri, chat_template_kwargs=student.chat_template_kwargs,
-            attn_implementation=student.attn_implementation, dtype=student.dtype,
-        ),
+        # The exported folder already has the student's final shape: everything else (dtype, attention,
+        # chat template options, trust_remote_code) carries over.
+        "student": student.model_copy(update={"name": trained.uri, "derive_layers": None}),
         "base_student": student,
         "teacher": ctx.config.models.teacher,
     }  # fmt: skip
@@ -51,7 +50,8 @@ def run_evaluation(ctx: StageContext) -> StageOutput:
     engine = ctx.config.engines.evaluation
     task = ray.remote(_evaluate_remote).options(num_cpus=engine.num_cpus_per_actor, num_gpus=engine.num_gpus_per_actor)
     rows: list[dict[str, Any]] = []
-    for label, model in _models(ctx).items():
+    models = _models(ctx)
+    for label, model in models.items():
         ctx.log(f"evaluating {label} ({model.name}) on {len(ctx.config.evaluation.datasets)} datasets")
         started = time.time()
         rows += ray.get(
@@ -67,7 +67,7 @@ def run_evaluation(ctx: StageContext) -> StageOutput:
     return StageOutput(
         table=table,
         counts={"evaluations": len(rows)},
-        models={label: spec.name for label, spec in _models(ctx).items()},
+        models={label: spec.name for label, spec in models.items()},
         extra={"overall": {m: s["overall"] for m, s in summary.items()}, "verbalizer_collisions": collisions},
     )
 

@@ -180,3 +180,26 @@ def test_oracle_scores_full_marks(data_root, key):
         assert row["f1"] >= 0.95, row
     else:
         assert row["f1"] == pytest.approx(1.0), row
+
+
+def test_the_trained_student_is_evaluated_with_the_students_settings(tmp_path, data_root):
+    from types import SimpleNamespace
+
+    from compeffdist.config import JobConfig
+    from compeffdist.evaluation.stages import _models
+    from compeffdist.storage import Location
+
+    student = {"name": "org/student", "derive_layers": 2, "trust_remote_code": True, "dtype": "bfloat16",
+               "attn_implementation": "eager", "chat_template_kwargs": {"enable_thinking": False}}  # fmt: skip
+    config = JobConfig.model_validate({
+        "run": {"data_root": str(data_root)}, "models": {"teacher": {"name": "org/teacher"}, "student": student},
+        "evaluation": {"models": ["student", "base_student"]},
+    })  # fmt: skip
+    ctx = SimpleNamespace(config=config, input_files=lambda stage: Location.of(tmp_path / stage / "files"))
+    models = _models(ctx)
+    trained = models["student"]
+    assert trained.name == str(tmp_path / "training" / "files" / "model") and trained.derive_layers is None
+    assert trained.model_dump(exclude={"name", "derive_layers"}) == config.models.student.model_dump(
+        exclude={"name", "derive_layers"}
+    )
+    assert models["base_student"] == config.models.student
