@@ -158,20 +158,23 @@ def teacher_responses(ctx: StageContext) -> StageOutput:
     shard_dir, stats = run_sharded_map(
         ctx, ctx.input_parts("records"), LabelingWorker, worker_kwargs, cfg.engines.teacher, "record_id", "teacher"
     )
-    parts = publish_shards(shard_dir, "record_id", ctx.work / "parts")
     usage: dict[str, dict[str, int]] = {}
-    failed = 0
-    for part in parts:
-        table = part.read_parquet(columns=["record_id", "model", "prompt_tokens", "output_tokens", "error"])
-        token_usage(table, into=usage)
-        for row in table.select(["record_id", "error"]).to_pylist():
+    rows = failed = 0
+
+    def account(part: pa.Table) -> None:
+        nonlocal rows, failed
+        rows += part.num_rows
+        token_usage(part, into=usage)
+        for row in part.select(["record_id", "error"]).to_pylist():
             if row["error"]:
                 failed += 1
                 ctx.reject("teacher", row["record_id"], "response", row["error"])
+
+    parts = publish_shards(shard_dir, "record_id", ctx.work / "parts", on_part=account)
     engine = cfg.engines.teacher
     return StageOutput(
         parts=parts,
-        counts={"failed": failed, "resumed": stats.resumed},
+        counts={"rows": rows, "failed": failed, "resumed": stats.resumed},
         models={"teacher": cfg.models.teacher.name},
         token_usage=usage,
         extra={

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,8 +171,13 @@ def _drop_done(batch: pa.Table, done: pa.Array, id_column: str) -> pa.Table:
     return batch.filter(pc.invert(pc.is_in(batch.column(id_column), value_set=done)))
 
 
-def publish_shards(shard_dir: Location, id_column: str, out_dir: Location) -> list[Location]:
-    """Rewrite shards as part files beside them, one shard at a time, dropping ids already seen (bounded memory)."""
+def publish_shards(
+    shard_dir: Location, id_column: str, out_dir: Location, on_part: Callable[[pa.Table], None] | None = None
+) -> list[Location]:
+    """Rewrite shards as part files, one shard at a time, dropping ids already seen (bounded memory).
+
+    `on_part` sees each part's rows while they are in memory (token usage, rejects), so nobody reads them again.
+    """
     seen: set[str] = set()
     parts = []
     for index, shard in enumerate(shard_dir.list_files(".parquet")):
@@ -180,9 +186,12 @@ def publish_shards(shard_dir: Location, id_column: str, out_dir: Location) -> li
         keep = [i for i, value in enumerate(ids) if value not in seen]
         seen.update(ids)
         if keep:
+            part_table = table.take(keep) if len(keep) != len(ids) else table
             part = out_dir / f"shard-{index:06d}.parquet"
-            part.write_parquet(table.take(keep) if len(keep) != len(ids) else table)
+            part.write_parquet(part_table)
             parts.append(part)
+            if on_part is not None:
+                on_part(part_table)
     return parts
 
 
@@ -194,23 +203,24 @@ def map_resumable(
     engine: EngineConfig,
     id_column: str,
     desc: str,
-) -> pa.Table:
+) -> tuple[pa.Table, MapStats]:
     """Run `worker_cls(**worker_kwargs)(batch) -> table` over `rows` on a Ray actor pool, resumably.
 
     The worker's output must keep `id_column`. Returns one output row per input id, in input order
-    (for outputs that fit in memory; large stages use run_sharded_map + publish_shards).
+    (for outputs that fit in memory; large stages use run_sharded_map + publish_shards), and the
+    map's statistics (rows resumed from earlier shards among them).
     """
     import pyarrow.compute as pc
 
-    shard_dir, _ = run_sharded_map(ctx, rows, worker_cls, worker_kwargs, engine, id_column, desc)
+    shard_dir, stats = run_sharded_map(ctx, rows, worker_cls, worker_kwargs, engine, id_column, desc)
     table = read_shards(shard_dir, id_column)
     if table is None:
-        return rows.slice(0, 0)
+        return rows.slice(0, 0), stats
     order = {value: i for i, value in enumerate(rows.column(id_column).to_pylist())}
     positions = [order.get(v, -1) for v in table.column(id_column).to_pylist()]
     table = table.append_column("__order", pa.array(positions, pa.int64()))
     table = table.filter(pc.greater_equal(table.column("__order"), 0)).sort_by("__order").drop_columns("__order")
-    return table
+    return table, stats
 
 
 class GenerationWorker:
@@ -278,7 +288,8 @@ def generate_resumable(
         "engine": engine.model_dump(mode="json"),
         "seed": ctx.config.run.seed,
     }
-    return map_resumable(ctx, table, GenerationWorker, kwargs, engine, "request_id", desc)
+    generated, _ = map_resumable(ctx, table, GenerationWorker, kwargs, engine, "request_id", desc)
+    return generated
 
 
 REQUEST_SCHEMA = pa.schema(

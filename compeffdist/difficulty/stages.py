@@ -74,13 +74,12 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
     """Score every usable teacher response on a Ray actor pool; shards in ctx.work make it resumable."""
     from compeffdist.difficulty.report import difficulty_markdown, plot_histogram
     from compeffdist.difficulty.scorer import MODEL_METRICS, scorer_spec
-    from compeffdist.rowmap import SHARDS, map_resumable, shard_ids
+    from compeffdist.rowmap import map_resumable
 
     cfg = ctx.config
     settings = cfg.difficulty
     spec = scorer_spec(settings, cfg.models.student)
     table = _usable_rows(ctx, ctx.read("responses"))
-    resumed = len(shard_ids(ctx.work / SHARDS, "record_id"))
     kwargs = {
         "model": spec.model_dump(mode="json"),
         "difficulty": settings.model_dump(mode="json"),
@@ -90,9 +89,10 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
     # The actor pool maps rows_per_task rows per call; the scorer itself still forwards engine.batch_size at a
     # time. With one forward batch per call, sorting by length would only reorder rows inside that batch.
     task_engine = cfg.engines.scorer.model_copy(update={"batch_size": rows_per_task(settings, cfg.engines.scorer)})
-    scored = map_resumable(
+    scored, stats = map_resumable(
         ctx, table.select(SCORER_INPUT_COLUMNS), DifficultyWorker, kwargs, task_engine, "record_id", "scorer"
     )
+    resumed = stats.resumed
     position = {rid: i for i, rid in enumerate(scored.column("record_id").to_pylist())}
     scores = scored.to_pylist()
     keep, columns = [], {"difficulty": [], "truncated": [], "response_tokens": []}

@@ -60,7 +60,7 @@ def embed_names(ctx: StageContext, ids: list[str], names: list[str]) -> np.ndarr
         "use_gpu": cfg.embedding_num_gpus > 0,
     }
     rows = pa.table({"attribute_id": ids, "name": names})
-    table = map_resumable(ctx, rows, EmbeddingWorker, kwargs, actors, "attribute_id", "embedding")
+    table, _ = map_resumable(ctx, rows, EmbeddingWorker, kwargs, actors, "attribute_id", "embedding")
     by_id = dict(zip(table.column("attribute_id").to_pylist(), table.column("embedding").to_pylist(), strict=True))
     missing = [i for i in ids if i not in by_id]
     if missing:
