@@ -26,8 +26,7 @@ def build_accounting(config: JobConfig, store: ArtifactStore, stage_names: list[
         manifest = store.manifest(name)
         if manifest is None:
             continue
-        tokens = {key: sum(int(u.get(key, 0)) for u in manifest.token_usage.values())
-                  for key in ("prompt_tokens", "output_tokens", "requests")}  # fmt: skip
+        tokens = manifest.token_totals()
         if tokens["output_tokens"]:
             projected = tokens["output_tokens"] / cfg.output_tokens_per_gpu_second / 3600
         else:

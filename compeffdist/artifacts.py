@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,6 @@ class Manifest:
     finished_at: str = ""
     version: str = ""  # the data folder this manifest publishes
     files: list[str] = field(default_factory=list)  # Parquet parts, relative to the data folder
-    has_files: bool = False  # whether <version>/files/ exists
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,14 +73,19 @@ class Manifest:
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
+    def token_totals(self) -> dict[str, int]:
+        """Prompt tokens, output tokens and requests summed over every model the stage used."""
+        usage = self.token_usage.values()
+        return {key: sum(int(u.get(key, 0)) for u in usage) for key in ("prompt_tokens", "output_tokens", "requests")}
+
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "fingerprint": self.fingerprint}, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        data = json.loads(text)
-        data.pop("fingerprint", None)
-        return cls(**data)
+        """Parse a manifest; fields this version does not know (written by another version) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in json.loads(text).items() if key in known})
 
 
 def rejects_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -121,10 +126,10 @@ class ArtifactStore:
         return cache_root() / "scratch" / run / stage
 
     def manifest(self, stage: str) -> Manifest | None:
-        path = self.stage_dir(stage) / MANIFEST
-        if not path.is_file():
+        try:
+            return Manifest.from_json((self.stage_dir(stage) / MANIFEST).read_text())
+        except FileNotFoundError:
             return None
-        return Manifest.from_json(path.read_text())
 
     def _finished(self, stage: str) -> Manifest:
         manifest = self.manifest(stage)
@@ -132,14 +137,14 @@ class ArtifactStore:
             raise FileNotFoundError(f"stage {stage!r} has no finished artifact under {self.root}")
         return manifest
 
-    def data_dir(self, stage: str) -> Location:
-        """The data folder of a finished stage's current version."""
-        return self.stage_dir(stage) / self._finished(stage).version
+    def data_dir(self, stage: str, manifest: Manifest | None = None) -> Location:
+        """The data folder of a finished stage's current version (pass its manifest if already read)."""
+        return self.stage_dir(stage) / (manifest or self._finished(stage)).version
 
     def parts(self, stage: str) -> list[Location]:
         """Parquet files holding a finished stage's rows, in order."""
         manifest = self._finished(stage)
-        data = self.stage_dir(stage) / manifest.version
+        data = self.data_dir(stage, manifest)
         return [data / name for name in manifest.files]
 
     def read_table(self, stage: str, columns: list[str] | None = None) -> pa.Table:
@@ -150,22 +155,27 @@ class ArtifactStore:
         return pa.concat_tables([p.read_parquet(columns=columns) for p in parts], promote_options="default")
 
     def read_rejects(self, stage: str) -> pa.Table:
-        path = self.data_dir(stage) / REJECTS
-        return path.read_parquet() if path.is_file() else REJECT_SCHEMA.empty_table()
+        manifest = self._finished(stage)
+        if not manifest.counts.get("rejects"):
+            return REJECT_SCHEMA.empty_table()
+        return (self.data_dir(stage, manifest) / REJECTS).read_parquet()
 
-    def files(self, stage: str) -> Location:
+    def files(self, stage: str, manifest: Manifest | None = None) -> Location:
         """The non-tabular outputs of a finished stage, wherever the run lives."""
-        return self.data_dir(stage) / FILES
+        return self.data_dir(stage, manifest) / FILES
 
     def files_dir(self, stage: str) -> Path:
-        """The same as a local folder: itself for local runs, else a cached download (per artifact version)."""
-        files = self.files(stage)
+        """The same as a local folder: itself for local runs, else a cached download of this version."""
+        manifest = self._finished(stage)
+        files = self.files(stage, manifest)
         if files.is_local:
             return files.local_path
-        manifest = self._finished(stage)
-        local = self.scratch(stage).with_name(f"{stage}-{manifest.version}-files")
+        cache = self.scratch(stage).parent
+        local = cache / f"{stage}-{manifest.version}-files"
         if not local.is_dir():
-            local.parent.mkdir(parents=True, exist_ok=True)
+            cache.mkdir(parents=True, exist_ok=True)
+            for older in cache.glob(f"{stage}-*-files"):  # one cached version per stage is enough
+                shutil.rmtree(older, ignore_errors=True)
             files.download(local)
         return local
 
@@ -192,14 +202,13 @@ class ArtifactStore:
         for part in parts or []:
             names.append(f"part-{len(names):05d}.parquet")
             part.fs.move(part.path, (data / names[-1]).path)
-        if parts is not None:
-            manifest.counts.setdefault("rows", sum((data / name).parquet_rows() for name in names))
+        if parts is not None and "rows" not in manifest.counts:
+            manifest.counts["rows"] = sum((data / name).parquet_rows() for name in names)
         if rejects is not None and rejects.num_rows:
             (data / REJECTS).write_parquet(rejects)
         manifest.counts.setdefault("rejects", rejects.num_rows if rejects is not None else 0)
-        if files_from is not None and files_from.exists():
+        if files_from is not None and files_from.exists() and any(files_from.iterdir()):
             (data / FILES).upload(files_from)
-            manifest.has_files = True
         manifest.files = names
         if started is not None:
             manifest.wall_time_s = round(time.time() - started, 3)

@@ -58,11 +58,9 @@ def _summary_table(config: JobConfig) -> str:
             rows = str(manifest.counts.get("rows", ""))
             rejects = str(manifest.counts.get("rejects", 0))
             wall = f"{manifest.wall_time_s:.1f}"
-            usage = manifest.token_usage.values()
-            if usage:
-                tokens = (
-                    f"{sum(u.get('prompt_tokens', 0) for u in usage)}/{sum(u.get('output_tokens', 0) for u in usage)}"
-                )
+            if manifest.token_usage:
+                totals = manifest.token_totals()
+                tokens = f"{totals['prompt_tokens']}/{totals['output_tokens']}"
         note = "" if state.state == "done" else state.reason
         lines.append(f"{stage.name:<18} {state.state:<8} {rows:>8} {rejects:>8} {wall:>8} {tokens:>16}  {note}")
     return "\n".join(lines)

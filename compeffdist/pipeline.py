@@ -164,13 +164,12 @@ class Runner:
                 **output.extra,
             },
         )
-        files = ctx.work_dir / "files"
         manifest = self.store.commit(
             manifest,
             output.table,
             rejects=rejects_table(ctx.rejects),
             parts=output.parts,
-            files_from=files if files.exists() and any(files.iterdir()) else None,
+            files_from=ctx.work_dir / "files",
             started=started,
         )
         ctx.cleanup()

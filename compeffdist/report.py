@@ -25,9 +25,8 @@ def _stage_table(store: ArtifactStore, stage_names: list[str]) -> list[str]:
         if manifest is None:
             lines.append(f"| {name} | – | – | – | – | – | not run |")
             continue
-        usage = manifest.token_usage.values()
-        prompt = sum(u.get("prompt_tokens", 0) for u in usage)
-        output = sum(u.get("output_tokens", 0) for u in usage)
+        tokens = manifest.token_totals()
+        prompt, output = tokens["prompt_tokens"], tokens["output_tokens"]
         lines.append(
             f"| {name} | {manifest.counts.get('rows', '')} | {manifest.counts.get('rejects', 0)} | "
             f"{manifest.wall_time_s:.1f} | {prompt} | {output} | {manifest.finished_at} |"
@@ -37,9 +36,9 @@ def _stage_table(store: ArtifactStore, stage_names: list[str]) -> list[str]:
 
 def _stage_files(store: ArtifactStore, name: str) -> list[str]:
     manifest = store.manifest(name)
-    if manifest is None or not manifest.has_files:
+    if manifest is None:
         return []
-    files = store.files(name)
+    files = store.files(name, manifest)
     lines: list[str] = []
     for path in files.list_files(".md"):
         body = path.read_text().strip()
@@ -47,7 +46,8 @@ def _stage_files(store: ArtifactStore, name: str) -> list[str]:
         lines += [("##" + line) if line.startswith("#") else line for line in body.splitlines()] + [""]
     for path in files.list_files(".png"):
         # Relative to the report at the run's root, so the page renders wherever the run is copied.
-        lines += [f"![{name}: {path.name.removesuffix('.png')}]({name}/{manifest.version}/files/{path.name})", ""]
+        link = path.path.removeprefix(store.root.path + "/")
+        lines += [f"![{name}: {path.name.removesuffix('.png')}]({link})", ""]
     return lines
 
 
