@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # The official S8 filter (pairs that mean a task compares two texts), plus the common "first/second text".
 TWO_TEXT_PAIRS = (
@@ -64,30 +67,43 @@ class NearDuplicateFilter:
         return True
 
 
-def clean_demos(
-    demos: Iterable[dict[str, str]], unique: NearDuplicateFilter, limit: int | None = None
-) -> tuple[list[dict[str, str]], Counter[str]]:
-    """The demos to keep, in order, and the others counted by reason.
+def keep_items(
+    items: Iterable[T],
+    content: Callable[[T], str],
+    key: Callable[[T], str],
+    unique: NearDuplicateFilter,
+    limit: int | None = None,
+) -> tuple[list[T], Counter[str]]:
+    """The items to keep, in order, and the others counted by reason.
 
-    Drops demos that mention two texts or reference texts, whose input `unique` has (nearly) seen,
-    and those past `limit`. The one demo filter of seed demos, generated demos and templates:
-    seeding `unique` with kept inputs makes later demos avoid them.
+    The one filter of analysis prompts, task ideas, seed and generated demos and templates: drops
+    items past `limit`, whose `content` mentions two texts or reference texts, and those whose `key`
+    `unique` has (nearly) seen. `unique` is asked last, so it only remembers kept items; seeding it
+    with kept keys makes later items avoid them.
     """
-    kept: list[dict[str, str]] = []
+    kept: list[T] = []
     dropped: Counter[str] = Counter()
-    for demo in demos:
-        text = f"{demo['input']} {demo['output']}"
+    for item in items:
+        text = content(item)
         if limit is not None and len(kept) >= limit:
             dropped["over_limit"] += 1
         elif mentions_two_texts(text):
             dropped["two_texts"] += 1
         elif mentions_reference_text(text):
             dropped["reference_text"] += 1
-        elif not unique.accept(demo["input"]):
+        elif not unique.accept(key(item)):
             dropped["near_duplicate"] += 1
         else:
-            kept.append({"input": demo["input"], "output": demo["output"]})
+            kept.append(item)
     return kept, dropped
+
+
+def clean_demos(
+    demos: Iterable[dict[str, str]], unique: NearDuplicateFilter, limit: int | None = None
+) -> tuple[list[dict[str, str]], Counter[str]]:
+    """`keep_items` for demos ({input, output}; near-duplicates judged on the input), as plain dicts."""
+    kept, dropped = keep_items(demos, lambda d: f"{d['input']} {d['output']}", lambda d: d["input"], unique, limit)
+    return [{"input": d["input"], "output": d["output"]} for d in kept], dropped
 
 
 KIND_SYNONYMS = {

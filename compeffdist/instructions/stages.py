@@ -22,7 +22,7 @@ from compeffdist.instructions.clusters import dumps, group_clusters, official_cl
 from compeffdist.instructions.filters import (
     NearDuplicateFilter,
     clean_demos,
-    mentions_reference_text,
+    keep_items,
     mentions_two_texts,
     task_kind,
 )
@@ -308,30 +308,18 @@ def generate_analysis_prompts(ctx: StageContext) -> StageOutput:
     dropped: Counter[str] = Counter()
     for cluster in clusters:
         answer = answers.get(f"analysis-c{cluster.cluster_id}")
-        kept = 0
-        for prompt in answer.value if answer else []:
-            if kept >= cfg.analysis_prompts_per_cluster:  # checked first: unique must only remember kept prompts
-                dropped["over_limit"] += 1
-                continue
-            if mentions_two_texts(prompt):
-                dropped["two_texts"] += 1
-                continue
-            if mentions_reference_text(prompt):
-                dropped["reference_text"] += 1
-                continue
-            if not unique.accept(prompt):
-                dropped["near_duplicate"] += 1
-                continue
-            rows.append(
-                {
-                    "prompt_id": f"c{cluster.cluster_id}-p{kept}",
-                    "cluster_id": cluster.cluster_id,
-                    "prompt_index": kept,
-                    "prompt": prompt,
-                    "request_id": answer.request_id,
-                }
-            )
-            kept += 1
+        kept, drops = keep_items(answer.value if answer else [], str, str, unique, cfg.analysis_prompts_per_cluster)
+        dropped.update(drops)
+        rows += [
+            {
+                "prompt_id": f"c{cluster.cluster_id}-p{index}",
+                "cluster_id": cluster.cluster_id,
+                "prompt_index": index,
+                "prompt": prompt,
+                "request_id": answer.request_id,
+            }
+            for index, prompt in enumerate(kept)
+        ]
     return StageOutput(
         table=pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA),
         counts={
@@ -382,21 +370,15 @@ def generate_tasks(ctx: StageContext) -> StageOutput:
 
     ideas: list[tuple[int, int, Any]] = []  # (cluster_id, task_index, idea)
     idea_drops: Counter[str] = Counter()
+    def idea_text(idea: Any) -> str:
+        return f"{idea.task_name} {idea.task_description}"
+
     for cluster in clusters:
         answer = ideas_by_call.get(f"task1-c{cluster.cluster_id}")
         unique = NearDuplicateFilter(cfg.near_duplicate_threshold)
-        index = 0
-        for idea in answer.value if answer else []:
-            text = f"{idea.task_name} {idea.task_description}"
-            if index >= cfg.tasks_per_cluster:
-                idea_drops["over_limit"] += 1
-            elif mentions_two_texts(text):
-                idea_drops["two_texts"] += 1
-            elif not unique.accept(text):
-                idea_drops["near_duplicate"] += 1
-            else:
-                ideas.append((cluster.cluster_id, index, idea))
-                index += 1
+        kept, drops = keep_items(answer.value if answer else [], idea_text, idea_text, unique, cfg.tasks_per_cluster)
+        idea_drops.update(drops)
+        ideas += [(cluster.cluster_id, index, idea) for index, idea in enumerate(kept)]
 
     standardize_calls = [
         TeacherCall(

@@ -9,6 +9,7 @@ from compeffdist.instructions.filters import (
     NearDuplicateFilter,
     clean_demos,
     jaccard,
+    keep_items,
     mentions_reference_text,
     mentions_two_texts,
     task_kind,
@@ -97,3 +98,19 @@ def test_clean_demos_counts_each_reason_and_respects_the_limit():
 )
 def test_task_kind_from_declared_type_or_cues(declared, name, description, expected):
     assert task_kind(declared, name, description) == expected
+
+
+def test_keep_items_filters_prompts_in_order_and_remembers_only_kept_ones():
+    prompts = [
+        "Please analyze the tone of this text.",
+        "Compare text 1 with text 2 and say which is angrier.",
+        "Use the reference text to judge the sentiment.",
+        "Please analyze the tone of this text!",  # a near-duplicate of the first
+        "What emotions does the author express?",
+        "Which aspects does the writer praise?",  # past the limit of 2 kept prompts
+    ]
+    unique = NearDuplicateFilter(0.85)
+    kept, dropped = keep_items(prompts, str, str, unique, limit=2)
+    assert kept == [prompts[0], prompts[4]]
+    assert dropped == {"two_texts": 1, "reference_text": 1, "near_duplicate": 1, "over_limit": 1}
+    assert unique.accept("Which aspects does the writer praise?")  # dropped items were not remembered
