@@ -187,6 +187,7 @@ class ArtifactStore:
         parts: list[Location] | None = None,
         files_from: Path | None = None,
         started: float | None = None,
+        rows_per_part: int = ROWS_PER_PART,
     ) -> Manifest:
         """Publish a stage's output: data into a new version folder, then the manifest, then old versions go."""
         stage_dir = self.stage_dir(manifest.stage)
@@ -195,9 +196,9 @@ class ArtifactStore:
         data.mkdir()
         names: list[str] = []
         if table is not None:
-            for start in range(0, max(table.num_rows, 1), ROWS_PER_PART):
+            for start in range(0, max(table.num_rows, 1), rows_per_part):
                 names.append(f"part-{len(names):05d}.parquet")
-                (data / names[-1]).write_parquet(table.slice(start, ROWS_PER_PART))
+                (data / names[-1]).write_parquet(table.slice(start, rows_per_part))
             manifest.counts.setdefault("rows", table.num_rows)
         for part in parts or []:
             names.append(f"part-{len(names):05d}.parquet")

@@ -16,11 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from compeffdist.config import SamplingConfig
+from compeffdist.artifacts import ROWS_PER_PART
+from compeffdist.config import EngineConfig, SamplingConfig
 from compeffdist.engines.base import GenerationRequest
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 ANALYSIS = "analysis"
+BLOCKS_PER_ACTOR = 8
 # Guided decoding for structured-output tasks: any JSON object or array.
 STRUCTURED_SCHEMA = {"anyOf": [{"type": "object"}, {"type": "array"}]}
 
@@ -105,7 +107,22 @@ def build_records(ctx: StageContext) -> StageOutput:
     kinds: dict[str, int] = defaultdict(int)
     for row in rows:
         kinds[f"kind_{row['kind']}"] += 1
-    return StageOutput(table=pa.Table.from_pylist(rows), counts={"records": len(rows), **kinds})
+    return StageOutput(
+        table=pa.Table.from_pylist(rows),
+        rows_per_part=rows_per_part(len(rows), ctx.config.engines.teacher),
+        counts={"records": len(rows), **kinds},
+    )
+
+
+def rows_per_part(records: int, teacher: EngineConfig) -> int:
+    """Rows per records file: about BLOCKS_PER_ACTOR files per teacher actor, never less than one batch.
+
+    The teacher stage reads records lazily and Ray Data makes one block per file; a block goes to one
+    actor, and its progress reaches the driver when the block is done. One big file would mean one
+    actor and no progress until the end.
+    """
+    wanted = -(-records // (teacher.max_actors * BLOCKS_PER_ACTOR))
+    return min(max(wanted, teacher.batch_size), ROWS_PER_PART)
 
 
 def hash_offset(template_id: str, modulo: int) -> int:

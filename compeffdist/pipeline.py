@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from compeffdist.artifacts import ArtifactStore, Manifest, rejects_table
+from compeffdist.artifacts import ROWS_PER_PART, ArtifactStore, Manifest, rejects_table
 from compeffdist.config import JobConfig
 from compeffdist.stage import Stage, StageContext
 
@@ -171,6 +171,7 @@ class Runner:
             parts=output.parts,
             files_from=ctx.work_dir / "files",
             started=started,
+            rows_per_part=output.rows_per_part or ROWS_PER_PART,
         )
         ctx.cleanup()
         counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())

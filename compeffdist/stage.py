@@ -24,6 +24,9 @@ class StageOutput:
 
     table: pa.Table | None = None
     parts: list[Location] | None = None  # Parquet files already on the run's storage (large outputs); moved in
+    # Rows per Parquet file of `table`. Ray Data reads one block per file, so a stage read lazily by an actor
+    # pool (records -> responses) publishes several smaller files: parallel actors and streaming progress.
+    rows_per_part: int | None = None
     counts: dict[str, int] = field(default_factory=dict)
     models: dict[str, str] = field(default_factory=dict)
     token_usage: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -19,11 +19,18 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).resolve().parent
 
 
-def test_labeling_chain_writes_every_record_once_and_skips_when_done(tmp_path, data_root, tiny_model_dir, ray_local):
+def test_labeling_chain_writes_every_record_once_and_skips_when_done(
+    tmp_path, data_root, tiny_model_dir, ray_local, capfd
+):
     config = JobConfig.model_validate(tiny_config(tmp_path, data_root, tiny_model_dir))
     runner = Runner(config, labeling_stages())
     runner.run()
     records = runner.store.read_table("records")
+    # Records are published as several files (Ray Data reads one block per file), so teacher progress
+    # streams while the stage runs instead of arriving all at once at the end.
+    assert len(runner.store.parts("records")) == 4  # 16 records, batches of 4
+    first_progress = next(line for line in capfd.readouterr().err.splitlines() if "rows/s" in line)
+    assert "teacher: 4/16 rows" in first_progress, first_progress
     responses = runner.store.read_table("responses")
     assert records.num_rows == 16
     assert sorted(responses.column("record_id").to_pylist()) == sorted(records.column("record_id").to_pylist())
