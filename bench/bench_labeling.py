@@ -1,7 +1,8 @@
 """Teacher labeling: pipeline (Ray Data actor pool + shards) vs the bare engine in one process.
 
 Same prompts, same model, same greedy settings, both backends available here, measured side by
-side in one run. Prints output tokens/s for each and the ratio pipeline/bare, twice: with the
+side in one run. The pipeline reads the prompts lazily from Parquet files sized as the records
+artifact is, the teacher stage's own path. Prints output tokens/s for each and the ratio pipeline/bare, twice: with the
 pipeline's actor start-up and model load counted, and in steady state (output tokens between the
 first and the last finished batch over that time), the figure that matters for long labeling jobs.
 
@@ -63,7 +64,15 @@ def pipeline(config, requests, workdir: Path) -> dict[str, float]:
     ctx = StageContext(config, ArtifactStore(workdir), stage, key={"bench": time.time()})
     import pyarrow as pa
 
+    from compeffdist.labeling import rows_per_part
+    from compeffdist.storage import Location
+
+    # As the teacher stage reads them: Parquet files sized like the records artifact, read lazily.
     rows = pa.Table.from_pylist([r.to_row() for r in requests])
+    size = rows_per_part(rows.num_rows, config.engines.teacher)
+    parts = [Location.of(workdir / "records" / f"part-{i:05d}.parquet") for i in range(0, rows.num_rows, size)]
+    for part, start in zip(parts, range(0, rows.num_rows, size), strict=True):
+        part.write_parquet(rows.slice(start, size))
     kwargs = {
         "model": config.models.teacher.model_dump(mode="json"),
         "engine": config.engines.teacher.model_dump(mode="json"),
@@ -71,7 +80,7 @@ def pipeline(config, requests, workdir: Path) -> dict[str, float]:
     }
     started = time.perf_counter()
     shard_dir, stats = run_sharded_map(
-        ctx, rows, GenerationWorker, kwargs, config.engines.teacher, "request_id", "bench"
+        ctx, parts, GenerationWorker, kwargs, config.engines.teacher, "request_id", "bench"
     )
     seconds = time.perf_counter() - started
     tokens = sum(read_shards(shard_dir, "request_id").column("output_tokens").to_pylist())
