@@ -11,8 +11,8 @@ copies of those finished artifacts (their manifests stay valid, so only selectio
 evaluation run there). Seeds vary the selection and training (`selection.seed`, `training.seed`),
 not the shared data. The base student and the teacher are evaluated once on the same examples.
 
-    .venv/bin/python bench/data_efficiency.py [--config configs/local.yaml] [--records 400] [--rate 0.1]
-        [--seeds 1 2 3] [--datasets ...] [--limit 40] [--out runs/data-efficiency]
+    .venv/bin/python bench/data_efficiency.py [--config configs/local.yaml] [--records 320] [--rate 0.1]
+        [--seeds 1 2 3] [--datasets ...] [--limit 30] [--out runs/data-efficiency]
 
 Writes bench/results/data_efficiency.{json,md}: F1 × 100 per arm as mean ± std over seeds, per dataset
 and overall, and the number of training records per arm.
@@ -68,11 +68,11 @@ def _run(config_path: Path, overrides: dict[str, Any], until: str | None = None)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "local.yaml")
-    parser.add_argument("--records", type=int, default=400, help="teacher-labeled pool size")
+    parser.add_argument("--records", type=int, default=320, help="teacher-labeled pool size")
     parser.add_argument("--rate", type=float, default=0.1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
-    parser.add_argument("--limit", type=int, default=40, help="SentiBench test examples per dataset")
+    parser.add_argument("--limit", type=int, default=30, help="SentiBench test examples per dataset")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "data-efficiency")
     parser.add_argument("--no-reference", action="store_true", help="skip evaluating base student and teacher")
     args = parser.parse_args()
