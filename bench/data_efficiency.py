@@ -12,7 +12,10 @@ evaluation run there). Seeds vary the selection and training (`selection.seed`, 
 not the shared data. The base student and the teacher are evaluated once on the same examples.
 
     .venv/bin/python bench/data_efficiency.py [--config configs/local.yaml] [--records 320] [--rate 0.1]
-        [--seeds 1 2 3] [--datasets ...] [--limit 30] [--out runs/data-efficiency]
+        [--seeds 1 2 3] [--datasets ...] [--limit 30] [--out runs/data-efficiency] [--set KEY=VALUE ...]
+
+`--set` overrides the config for every arm, e.g. `--set models.student.derive_layers=16` for a deeper
+student (about twice the training time of the default 4 layers).
 
 Writes bench/results/data_efficiency.{json,md}: F1 × 100 per arm as mean ± std over seeds, per dataset
 and overall, and the number of training records per arm.
@@ -29,6 +32,8 @@ from statistics import mean, pstdev
 from typing import Any
 
 from common import REPO, write_results  # bench/ is on sys.path when a script here runs
+
+from compeffdist.cli import parse_overrides
 
 SHARED_UNTIL = "responses"
 ARMS: dict[str, dict[str, Any]] = {
@@ -74,12 +79,14 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
     parser.add_argument("--limit", type=int, default=30, help="SentiBench test examples per dataset")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "data-efficiency")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every arm")
     parser.add_argument("--no-reference", action="store_true", help="skip evaluating base student and teacher")
     args = parser.parse_args()
 
     out = args.out.resolve()
     evaluation = {"datasets": args.datasets, "limit": args.limit, "seeds": [42], "models": ["student"]}
     common: dict[str, Any] = {
+        **parse_overrides(args.set),
         "labeling.records": args.records,
         "selection.strategy": "inprompt",
         "selection.mode": "exact",
@@ -111,7 +118,8 @@ def main() -> None:
             runner = _run(args.config, overrides)
             selected = runner.store.manifest("selection").counts.get("rows", 0)
             for row in runner.store.read_table("evaluation").to_pylist():
-                rows.append({"arm": name, "seed": seed, "records": selected, **row})
+                # The evaluation row's own `seed` is the k-shot demo seed; the arm's seed must win.
+                rows.append({**row, "eval_seed": row["seed"], "arm": name, "seed": seed, "records": selected})
 
     reference: list[dict[str, Any]] = []
     if not args.no_reference:
@@ -138,6 +146,14 @@ def _reference_rows(config_path: Path, common: dict[str, Any], out: Path, evalua
     ]
 
 
+def _span(values: list[int]) -> str:
+    """'30' or '30–31': exact-size stratified subsets can differ by one record per template."""
+    if not values:
+        return "–"
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}–{high}"
+
+
 def _report(rows: list[dict[str, Any]], reference: list[dict[str, Any]], args: argparse.Namespace, seconds: float):
     """Mean ± std over seeds per arm: overall (unweighted mean over datasets) and per dataset."""
     table: list[dict[str, Any]] = []
@@ -149,7 +165,7 @@ def _report(rows: list[dict[str, Any]], reference: list[dict[str, Any]], args: a
         ] or [100 * mean(r["f1"] for r in arm_rows)]
         entry: dict[str, Any] = {
             "arm": arm,
-            "records": arm_rows[0].get("records", "–"),
+            "records": _span([r["records"] for r in arm_rows if "records" in r]),
             "seeds": len(seeds) or "–",
             "overall": f"{mean(per_seed_overall):.1f} ± {pstdev(per_seed_overall):.1f}",
         }

@@ -15,7 +15,7 @@ EXIT_CONFIG = 2
 SET_HELP = "override a config value, e.g. --set run.output_dir=s3://bucket/run1 (repeatable)"
 
 
-def _overrides(pairs: list[str] | None) -> dict[str, object]:
+def parse_overrides(pairs: list[str] | None) -> dict[str, object]:
     """`--set section.key=value` pairs; values are YAML (numbers, booleans, lists, null)."""
     overrides: dict[str, object] = {}
     for pair in pairs or []:
@@ -31,7 +31,7 @@ def _overrides(pairs: list[str] | None) -> dict[str, object]:
 
 def _load(path: str, pairs: list[str] | None = None) -> JobConfig:
     try:
-        return load_config(path, _overrides(pairs))
+        return load_config(path, parse_overrides(pairs))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from exc

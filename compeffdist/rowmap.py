@@ -26,9 +26,9 @@ from compeffdist.storage import Location
 
 SHARDS = "shards"
 MAX_BLOCKS = 1000
-# Reads and id filtering are light; giving them a fraction of a CPU means an actor pool that holds
-# every core (e.g. 2 one-CPU actors on a 2-core machine) cannot starve its own input and deadlock.
-IO_TASK_CPUS = 0.1
+# Reading parts and filtering ids are light. They reserve no CPU, so an actor pool that holds every core
+# (2 one-CPU actors, or one two-CPU actor, on a 2-core machine) cannot starve its own input and deadlock.
+IO_TASK_CPUS = 0
 
 
 def shard_ids(shard_dir: Location, id_column: str) -> set[str]:
@@ -120,8 +120,12 @@ def run_sharded_map(
         dataset = ray.data.from_arrow([source.slice(i, step) for i in range(0, max(total, 1), step)])
     else:
         total = sum(part.parquet_rows() for part in source)
-        filesystem = source[0].fs if source else None
-        dataset = ray.data.read_parquet([p.path for p in source], filesystem=filesystem, num_cpus=IO_TASK_CPUS)
+        # Not ray.data.read_parquet: its file-listing task always asks for a whole CPU, which an actor pool
+        # holding every core never frees. One part per block, read lazily by a task that reserves none.
+        indexes = [{"part": index} for index in range(len(source))]  # blocks made here: no read task at all
+        dataset = ray.data.from_items(indexes, override_num_blocks=max(1, len(source))).map_batches(
+            _read_parts, fn_kwargs={"parts": source}, batch_size=1, batch_format="pyarrow", num_cpus=IO_TASK_CPUS
+        )
     stats = MapStats(rows=total, resumed=len(done))
     if done:
         ctx.log(f"resuming: {len(done)} of {total} rows already in shards, {total - len(done)} to go")
@@ -162,6 +166,11 @@ def run_sharded_map(
         ctx.add_actor_time(stats.actor_seconds, engine.num_gpus_per_actor)
     stats.wall_seconds = time.time() - started
     return shard_dir, stats
+
+
+def _read_parts(batch: pa.Table, parts: list[Location]) -> pa.Table:
+    """The Parquet parts whose indexes are in `batch`."""
+    return pa.concat_tables([parts[index].read_parquet() for index in batch.column("part").to_pylist()])
 
 
 def _drop_done(batch: pa.Table, done: pa.Array, id_column: str) -> pa.Table:
