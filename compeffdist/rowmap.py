@@ -68,7 +68,10 @@ class ShardingMap:
         ids = result.column(self.id_column).to_pylist()
         name = hashlib.sha1(json.dumps(sorted(ids)).encode()).hexdigest()[:20]
         (self.shard_dir / f"{name}.parquet").write_parquet(result)
-        summary: dict[str, list[Any]] = {"rows": [result.num_rows], "seconds": [time.time() - started]}
+        finished_at = time.time()
+        summary: dict[str, list[Any]] = {
+            "rows": [result.num_rows], "seconds": [finished_at - started], "finished_at": [finished_at]
+        }  # fmt: skip
         for column in ("prompt_tokens", "output_tokens"):
             values = result.column(column).to_pylist() if column in result.column_names else []
             summary[column] = [int(sum(v or 0 for v in values))]

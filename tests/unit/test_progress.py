@@ -1,0 +1,30 @@
+"""Progress rates: steady-state throughput from the times batches finished, not when the driver saw them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from compeffdist.progress import Progress
+
+
+def _progress() -> Progress:
+    lines: list[str] = []
+    return Progress(SimpleNamespace(log=lines.append), "teacher", total=40)  # only .log is used
+
+
+def test_steady_rate_excludes_the_first_batch_and_uses_finish_stamps():
+    progress = _progress()
+    # Summaries arrive in a bunch and out of order; the stamps say batches finished 2 s apart.
+    for finished_at, tokens in [(104.0, 30), (100.0, 50), (102.0, 20)]:
+        progress.update({"rows": 10, "output_tokens": tokens, "seconds": 2.0, "finished_at": finished_at})
+    # The first batch (t=100, start-up included) is excluded: (20 + 30) tokens over 4 s.
+    assert progress.steady_tokens_per_second == pytest.approx(12.5)
+    assert progress.tokens == 100 and progress.rows == 30
+
+
+def test_steady_rate_needs_two_batches():
+    progress = _progress()
+    progress.update({"rows": 10, "output_tokens": 5, "finished_at": 1.0})
+    assert progress.steady_tokens_per_second is None
