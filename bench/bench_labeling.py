@@ -72,9 +72,10 @@ def pipeline(config, requests, workdir: Path) -> dict[str, float]:
     # As the teacher stage reads them: Parquet files sized like the records artifact, read lazily.
     rows = pa.Table.from_pylist([r.to_row() for r in requests])
     size = rows_per_part(rows.num_rows, config.engines.teacher)
-    parts = [Location.of(workdir / "records" / f"part-{i:05d}.parquet") for i in range(0, rows.num_rows, size)]
-    for part, start in zip(parts, range(0, rows.num_rows, size), strict=True):
-        part.write_parquet(rows.slice(start, size))
+    parts = []
+    for start in range(0, rows.num_rows, size):
+        parts.append(Location.of(workdir / "records" / f"part-{start:05d}.parquet"))
+        parts[-1].write_parquet(rows.slice(start, size))
     kwargs = {
         "model": config.models.teacher.model_dump(mode="json"),
         "engine": config.engines.teacher.model_dump(mode="json"),

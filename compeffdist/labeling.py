@@ -117,7 +117,7 @@ def build_records(ctx: StageContext) -> StageOutput:
 def rows_per_part(records: int, teacher: EngineConfig) -> int:
     """Rows per records file: about BLOCKS_PER_ACTOR files per teacher actor, never less than one batch.
 
-    The teacher stage reads records lazily and Ray Data makes one block per file; a block goes to one
+    The teacher stage reads records lazily, one Ray Data block per file (rowmap); a block goes to one
     actor, and its progress reaches the driver when the block is done. One big file would mean one
     actor and no progress until the end.
     """

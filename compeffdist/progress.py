@@ -28,8 +28,7 @@ class Progress:
         self._last_print = 0.0
 
     def update(self, summary: dict[str, Any]) -> None:
-        finished_at = float(summary.get("finished_at") or time.time())
-        self.batches.append((finished_at, int(summary.get("output_tokens", 0))))
+        self.batches.append((float(summary["finished_at"]), int(summary.get("output_tokens", 0))))
         self.rows += int(summary.get("rows", 0))
         self.tokens += int(summary.get("output_tokens", 0))
         self.errors += int(summary.get("errors", 0))

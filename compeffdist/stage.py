@@ -24,7 +24,7 @@ class StageOutput:
 
     table: pa.Table | None = None
     parts: list[Location] | None = None  # Parquet files already on the run's storage (large outputs); moved in
-    # Rows per Parquet file of `table`. Ray Data reads one block per file, so a stage read lazily by an actor
+    # Rows per Parquet file of `table`. The actor-pool map reads one block per file, so a stage read lazily by an actor
     # pool (records -> responses) publishes several smaller files: parallel actors and streaming progress.
     rows_per_part: int | None = None
     counts: dict[str, int] = field(default_factory=dict)

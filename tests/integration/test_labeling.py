@@ -26,7 +26,7 @@ def test_labeling_chain_writes_every_record_once_and_skips_when_done(
     runner = Runner(config, labeling_stages())
     runner.run()
     records = runner.store.read_table("records")
-    # Records are published as several files (Ray Data reads one block per file), so teacher progress
+    # Records are published as several files (one Ray Data block per file), so teacher progress
     # streams while the stage runs instead of arriving all at once at the end.
     assert len(runner.store.parts("records")) == 4  # 16 records, batches of 4
     first_progress = next(line for line in capfd.readouterr().err.splitlines() if "rows/s" in line)
