@@ -23,8 +23,9 @@ install: $(STAMP)
 run: install
 	$(BIN)/compeffdist run configs/local.yaml
 
-# Default tiers (unit, integration, vllm). Under CI (CI=true) the slow tier runs too.
-test: install
+# Lint first (ruff check + ruff format --check), then the default tiers (unit, integration, vllm).
+# Under CI (CI=true) the slow tier runs too.
+test: lint
 	$(PYTEST) -m "not slow" tests
 	if [ "$$CI" = "true" ]; then $(PYTEST) -m slow tests; fi
 
@@ -36,6 +37,7 @@ test-all: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Benchmarks print ratios measured side by side; results (JSON + markdown) land in bench/results/ (not committed).
 bench: install

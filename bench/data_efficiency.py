@@ -160,9 +160,9 @@ def _report(rows: list[dict[str, Any]], reference: list[dict[str, Any]], args: a
     for arm in [*ARMS, *dict.fromkeys(r["arm"] for r in reference)]:
         arm_rows = [r for r in rows if r["arm"] == arm] or [r for r in reference if r["arm"] == arm]
         seeds = sorted({r.get("seed") for r in arm_rows if r.get("seed") is not None})
-        per_seed_overall = [
-            100 * mean(r["f1"] for r in arm_rows if r.get("seed") == seed) for seed in seeds
-        ] or [100 * mean(r["f1"] for r in arm_rows)]
+        per_seed_overall = [100 * mean(r["f1"] for r in arm_rows if r.get("seed") == seed) for seed in seeds] or [
+            100 * mean(r["f1"] for r in arm_rows)
+        ]
         entry: dict[str, Any] = {
             "arm": arm,
             "records": _span([r["records"] for r in arm_rows if "records" in r]),

@@ -351,8 +351,9 @@ class AccountingConfig(StrictModel):
         400.0, gt=0, description="Teacher decode throughput per GPU on gpu_type (measure yours with bench/)."
     )
     prompt_tokens_per_gpu_second: float = Field(
-        5000.0, gt=0, description="Forward-only (prefill) throughput per GPU, for stages that generate nothing "
-        "(difficulty scoring)."
+        5000.0,
+        gt=0,
+        description="Forward-only (prefill) throughput per GPU, for stages that generate nothing (difficulty scoring).",
     )
     gpu_hour_usd: float | None = Field(None, ge=0)
 

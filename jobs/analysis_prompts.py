@@ -1,6 +1,6 @@
 """Run the `analysis_prompts` stage alone (its inputs must be published already).
 
-    ray job submit --working-dir . -- python jobs/analysis_prompts.py --config CONFIG [--force]
+ray job submit --working-dir . -- python jobs/analysis_prompts.py --config CONFIG [--force]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Run the `perspectives` stage alone (its inputs must be published already).
 
-    ray job submit --working-dir . -- python jobs/perspectives.py --config CONFIG [--force]
+ray job submit --working-dir . -- python jobs/perspectives.py --config CONFIG [--force]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Run the `records` stage alone (its inputs must be published already).
 
-    ray job submit --working-dir . -- python jobs/records.py --config CONFIG [--force]
+ray job submit --working-dir . -- python jobs/records.py --config CONFIG [--force]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Run the `tasks` stage alone (its inputs must be published already).
 
-    ray job submit --working-dir . -- python jobs/tasks.py --config CONFIG [--force]
+ray job submit --working-dir . -- python jobs/tasks.py --config CONFIG [--force]
 """
 
 import sys

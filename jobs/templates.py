@@ -1,6 +1,6 @@
 """Run the `templates` stage alone (its inputs must be published already).
 
-    ray job submit --working-dir . -- python jobs/templates.py --config CONFIG [--force]
+ray job submit --working-dir . -- python jobs/templates.py --config CONFIG [--force]
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Run the `training` stage alone (its inputs must be published already).
 
-    ray job submit --working-dir . -- python jobs/training.py --config CONFIG [--force]
+ray job submit --working-dir . -- python jobs/training.py --config CONFIG [--force]
 """
 
 import sys

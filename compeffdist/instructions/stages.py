@@ -370,6 +370,7 @@ def generate_tasks(ctx: StageContext) -> StageOutput:
 
     ideas: list[tuple[int, int, Any]] = []  # (cluster_id, task_index, idea)
     idea_drops: Counter[str] = Counter()
+
     def idea_text(idea: Any) -> str:
         return f"{idea.task_name} {idea.task_description}"
 

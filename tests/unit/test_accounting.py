@@ -19,8 +19,12 @@ def test_accounting_totals_and_projection(tmp_path, data_root):
         {
             "run": {"output_dir": str(tmp_path), "data_root": str(data_root)},
             "models": {"teacher": {"name": "t"}, "student": {"name": "s"}},
-            "accounting": {"gpu_type": "A100", "output_tokens_per_gpu_second": 100.0,
-                           "prompt_tokens_per_gpu_second": 1000.0, "gpu_hour_usd": 2.0},
+            "accounting": {
+                "gpu_type": "A100",
+                "output_tokens_per_gpu_second": 100.0,
+                "prompt_tokens_per_gpu_second": 1000.0,
+                "gpu_hour_usd": 2.0,
+            },
         }
     )
     store = ArtifactStore(tmp_path)

@@ -114,8 +114,12 @@ def test_validity_rules_per_dataset():
 
 def test_opener_parse_locates_predicted_strings():
     sentence = "The room was very clean ."
-    answer = {"holder": "NULL", "target": "room", "sentiment_expression": "very clean",
-              "sentiment_polarity": "Positive"}
+    answer = {
+        "holder": "NULL",
+        "target": "room",
+        "sentiment_expression": "very clean",
+        "sentiment_polarity": "Positive",
+    }
     [(holder, target, expression, polarity)], ok = parse_opinions(json.dumps([answer]), sentence)
     assert ok and holder == frozenset() and target == {1} and expression == {3, 4} and polarity == "positive"
 
