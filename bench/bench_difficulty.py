@@ -28,7 +28,7 @@ def make_rows(data_root: Path, count: int) -> list[dict[str, str]]:
         rows.append(
             {
                 "record_id": f"bench-{i}",
-                "messages": json.dumps([{"role": "user", "content": instruction}]),
+                "messages": [{"role": "user", "content": instruction}],
                 "instruction": instruction,
                 "response": texts[count + i][:400],
             }

@@ -36,7 +36,7 @@ def toy_rows(count: int) -> list[dict]:
         a, b = ADJECTIVES[i % len(ADJECTIVES)], ADJECTIVES[(i // len(ADJECTIVES)) % len(ADJECTIVES)]
         text = f"Review {i}: the food was {a} and the service was {b}. Describe the overall sentiment."
         answer = f"The review is {'positive' if i % 2 else 'negative'}: food {a}, service {b}."
-        rows.append({"record_id": f"r{i:05d}", "messages": json.dumps([{"role": "user", "content": text}]),
+        rows.append({"record_id": f"r{i:05d}", "messages": [{"role": "user", "content": text}],
                      "response": answer})  # fmt: skip
     return rows
 
@@ -47,7 +47,7 @@ def student_spec(args: argparse.Namespace, workdir: Path, rows: list[dict]):
 
     if args.student:
         return ModelSpec(name=args.student, derive_layers=args.derive_layers)
-    texts = [json.loads(r["messages"])[0]["content"] + " " + r["response"] for r in rows[:400]]
+    texts = [r["messages"][0]["content"] + " " + r["response"] for r in rows[:400]]
     folder = build_tiny_llama(workdir / "student", texts, vocab_size=1024, hidden_size=args.hidden,
                               num_layers=args.layers)  # fmt: skip
     return ModelSpec(name=str(folder))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from compeffdist.chat import MESSAGES_TYPE
 from compeffdist.config import EngineConfig, ModelSpec
 from compeffdist.engines.base import GenerationRequest, GenerationResult
 from compeffdist.progress import Progress
@@ -307,7 +308,7 @@ def generate_resumable(
 REQUEST_SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
-        ("messages", pa.string()),
+        ("messages", MESSAGES_TYPE),
         ("prompt", pa.string()),
         ("max_tokens", pa.int64()),
         ("temperature", pa.float64()),

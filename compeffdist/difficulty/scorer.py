@@ -93,10 +93,10 @@ class DifficultyScorer:
         self.head = lm_head(self.model) if self.model is not None else None
 
     def layout(self, row: dict[str, Any], conditional: bool = True) -> ScoringText:
-        """The scoring text of a row with record_id, messages (JSON), instruction and response."""
-        from compeffdist.training.examples import parse_messages
+        """The scoring text of a row with record_id, messages (chat.MESSAGES_TYPE), instruction and response."""
+        from compeffdist.chat import check_messages
 
-        messages = parse_messages(row["messages"]) if self.config.chat_template else []
+        messages = check_messages(row["messages"]) if self.config.chat_template else []
         return layout_record(
             self.tokenizer,
             str(row["record_id"]),

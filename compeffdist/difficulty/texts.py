@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from compeffdist.training.examples import ChatRenderError, render_conversation
+from compeffdist.chat import ChatRenderError, render_conversation
 
 # The unconditional pass of IFD scores the response after an empty user turn (chat) or alone (raw).
 EMPTY_USER_TURN = ({"role": "user", "content": ""},)

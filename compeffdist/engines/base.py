@@ -7,11 +7,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from compeffdist.chat import render_prompt
 from compeffdist.config import SamplingConfig
-
-# Column names of a request/response row as it travels through Ray Data.
-REQUEST_COLUMNS = ("request_id", "messages", "prompt", "max_tokens", "temperature", "top_p", "seed", "json_schema")
-RESPONSE_COLUMNS = ("response", "prompt_tokens", "output_tokens", "finish_reason", "error", "model")
 
 
 @dataclass
@@ -30,10 +27,10 @@ class GenerationRequest:
             raise ValueError(f"request {self.request_id}: give exactly one of messages or prompt")
 
     def to_row(self) -> dict[str, Any]:
-        """Flatten into Arrow-friendly columns (nested values as JSON strings)."""
+        """Flatten into Arrow-friendly columns: messages stay structured (chat.MESSAGES_TYPE), the schema is JSON."""
         return {
             "request_id": self.request_id,
-            "messages": json.dumps(self.messages, ensure_ascii=False) if self.messages is not None else None,
+            "messages": self.messages,
             "prompt": self.prompt,
             "max_tokens": self.sampling.max_tokens,
             "temperature": self.sampling.temperature,
@@ -48,7 +45,7 @@ class GenerationRequest:
         row_seed = row.get("seed")
         return cls(
             request_id=str(row["request_id"]),
-            messages=json.loads(row["messages"]) if row.get("messages") else None,
+            messages=list(row["messages"]) if row.get("messages") else None,
             prompt=row.get("prompt") if not row.get("messages") else None,
             sampling=SamplingConfig(
                 max_tokens=int(row["max_tokens"]),
@@ -93,3 +90,10 @@ class Engine(ABC):
     @abstractmethod
     def next_token_logprobs(self, prompts: list[str], token_ids: list[list[int]]) -> list[list[float]]:
         """Log-probabilities of the given candidate token ids as the next token after each raw prompt."""
+
+
+def prompt_text(tokenizer: Any, request: GenerationRequest, chat_template_kwargs: dict[str, Any]) -> str:
+    """The exact text a model sees: messages through its chat template, raw prompts unchanged."""
+    if request.messages is None:
+        return request.prompt or ""
+    return render_prompt(tokenizer, request.messages, chat_template_kwargs)

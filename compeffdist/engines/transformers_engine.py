@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from compeffdist.chat import encode_prompt
 from compeffdist.config import EngineConfig, ModelSpec
-from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
-from compeffdist.engines.prompts import encode_prompt, render_prompt
+from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult, prompt_text
 
 
 class TransformersEngine(Engine):
@@ -50,7 +50,7 @@ class TransformersEngine(Engine):
     ) -> list[GenerationResult]:
         import torch
 
-        texts = [render_prompt(self.tokenizer, r, self.spec.chat_template_kwargs) for r in batch]
+        texts = [prompt_text(self.tokenizer, r, self.spec.chat_template_kwargs) for r in batch]
         encoded = [encode_prompt(self.tokenizer, t) for t in texts]
         budget = self.config.max_model_len - max_tokens
         out: list[GenerationResult] = []

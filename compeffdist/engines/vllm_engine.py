@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from compeffdist.chat import encode_prompt
 from compeffdist.config import EngineConfig, ModelSpec
-from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
-from compeffdist.engines.prompts import encode_prompt, render_prompt
+from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult, prompt_text
 
 # On CPU vLLM sizes its KV cache as a fraction of node memory; the GPU default (0.9) fails at once.
 CPU_MEMORY_UTILIZATION = 0.2
@@ -73,7 +73,7 @@ class VLLMEngine(Engine):
         prompts, params, ready, results = [], [], [], {}
         budget = self.config.max_model_len
         for request in requests:
-            ids = encode_prompt(self.tokenizer, render_prompt(self.tokenizer, request, self.spec.chat_template_kwargs))
+            ids = encode_prompt(self.tokenizer, prompt_text(self.tokenizer, request, self.spec.chat_template_kwargs))
             n_tokens = len(ids)
             if n_tokens + request.sampling.max_tokens > budget:
                 results[request.request_id] = GenerationResult(

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from compeffdist.chat import render_prompt, user_turn
 from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec, SamplingConfig
 from compeffdist.engines.base import Engine, GenerationRequest
 from compeffdist.evaluation.datasets import CLASSIFICATION, OPENER, SPECS, DatasetSpec, Example, load_examples
@@ -28,9 +29,7 @@ def verbalizer_ids(tokenizer: Any, labels: tuple[str, ...]) -> tuple[list[int], 
 
 
 def _as_chat(engine: Engine, prompt: str, model: ModelSpec) -> str:
-    return engine.tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, **model.chat_template_kwargs
-    )
+    return render_prompt(engine.tokenizer, user_turn(prompt), model.chat_template_kwargs)
 
 
 def evaluate_dataset(

@@ -7,9 +7,10 @@ generation prompt), so tokenization boundaries never shift the mask.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from compeffdist.chat import ChatRenderError, check_messages, render_conversation
 
 IGNORE_INDEX = -100
 
@@ -34,55 +35,6 @@ class RejectedExample:
     field: str
     reason: str
     raw: str
-
-
-def parse_messages(raw: Any) -> list[dict[str, str]]:
-    """The user-side conversation stored as a JSON string; ValueError says what is wrong with it."""
-    try:
-        messages = json.loads(raw) if isinstance(raw, str) else raw
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"messages is not JSON: {exc}") from exc
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("messages must be a non-empty list")
-    for message in messages:
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise ValueError("every message needs a string 'content'")
-        if message.get("role") not in ("system", "user", "assistant"):
-            raise ValueError(f"unknown role {message.get('role')!r}")
-    if messages[-1]["role"] != "user":
-        raise ValueError("the last message must be the user turn the response answers")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-class ChatRenderError(ValueError):
-    """The chat template cannot show where the assistant turn starts; the message is the reject reason."""
-
-    def __init__(self, reason: str, rendered: str) -> None:
-        super().__init__(reason)
-        self.rendered = rendered
-
-
-def render_conversation(
-    tokenizer: Any,
-    messages: list[dict[str, str]],
-    response: str,
-    chat_template_kwargs: dict[str, Any] | None = None,
-) -> tuple[str, str]:
-    """(prompt, full): the conversation with the generation prompt, and with `response` as the assistant turn.
-
-    The one rendering shared by training (loss mask) and difficulty scoring (scored span), so both
-    see the same text. Raises ChatRenderError unless `prompt` is a prefix of `full`: everything
-    after the prompt is then the assistant turn.
-    """
-    kwargs = dict(chat_template_kwargs or {})
-    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **kwargs)
-    full = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": response}], tokenize=False, **kwargs
-    )
-    if not full.startswith(prompt):
-        # e.g. templates that rewrite earlier turns once an assistant turn follows
-        raise ChatRenderError("chat template renders the prompt differently once a response follows", full)
-    return prompt, full
 
 
 def tokenize_example(
@@ -116,7 +68,7 @@ def build_examples(
     max_seq_len: int,
     chat_template_kwargs: dict[str, Any] | None = None,
 ) -> tuple[list[TokenizedExample], list[RejectedExample]]:
-    """Tokenize selection rows (record_id, messages, response); bad rows come back as rejects."""
+    """Tokenize selection rows (record_id, messages as chat.MESSAGES_TYPE, response); bad rows come back as rejects."""
     examples: list[TokenizedExample] = []
     rejects: list[RejectedExample] = []
     for row in rows:
@@ -126,7 +78,7 @@ def build_examples(
             rejects.append(RejectedExample(record_id, "response", "empty or missing teacher response", repr(response)))
             continue
         try:
-            messages = parse_messages(row.get("messages"))
+            messages = check_messages(row.get("messages"))
         except ValueError as exc:
             rejects.append(RejectedExample(record_id, "messages", str(exc), str(row.get("messages"))))
             continue

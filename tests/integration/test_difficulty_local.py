@@ -33,7 +33,7 @@ def _responses(data_root: Path) -> pa.Table:
                 "kind": "analysis" if i % 2 else "rating",
                 "task_name": "analysis",
                 "text_id": f"imdb-{i}",
-                "messages": json.dumps([{"role": "user", "content": instruction}]),
+                "messages": [{"role": "user", "content": instruction}],
                 "instruction": instruction,
                 "response": texts[RECORDS + i][:300],
                 "error": None,

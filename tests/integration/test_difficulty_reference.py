@@ -27,7 +27,7 @@ def rows(data_root):
         out.append(
             {
                 "record_id": f"r{i}",
-                "messages": json.dumps([{"role": "user", "content": instruction}]),
+                "messages": [{"role": "user", "content": instruction}],
                 "instruction": instruction,
                 "response": texts[50 + i][: 20 + 15 * i],  # lengths differ, so batches are padded
             }
@@ -125,10 +125,10 @@ def test_length_and_random_need_no_model(tiny_model_dir, rows):
 def test_truncated_and_malformed_records_are_flagged_not_scored(tiny_model_dir, rows):
     scorer = _scorer(tiny_model_dir)
     scorer.config.max_length = 40
-    broken = {**rows[0], "record_id": "bad", "messages": "not json"}
+    broken = {**rows[0], "record_id": "bad", "messages": []}
     results = {r.record_id: r for r in scorer.score([rows[9], broken])}
     assert results["r9"].truncated and results["r9"].difficulty is None and results["r9"].response_tokens > 0
-    assert results["bad"].error and "JSON" in results["bad"].error
+    assert results["bad"].error and "non-empty" in results["bad"].error
 
 
 @pytest.mark.parametrize("chat_template", [True, False])

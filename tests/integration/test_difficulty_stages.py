@@ -42,7 +42,7 @@ def _responses_table(data_root: Path) -> pa.Table:
                 "kind": kind,
                 "task_name": "analysis" if kind == "analysis" else "polarity",
                 "text_id": f"text-{i}",
-                "messages": json.dumps([{"role": "user", "content": instruction}]),
+                "messages": [{"role": "user", "content": instruction}],
                 "instruction": instruction,
                 "response": "" if i == 7 else texts[100 + i][:100],
                 "error": "engine timeout" if i == 3 else None,

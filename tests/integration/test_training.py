@@ -30,7 +30,7 @@ def toy_rows() -> list[dict]:
             text = f"The food was {first} and the service was {second}."
             rows.append({
                 "record_id": f"r{i}{j}",
-                "messages": json.dumps([{"role": "user", "content": text}]),
+                "messages": [{"role": "user", "content": text}],
                 "instruction": text,
                 "response": "positive" if first in GOOD else "negative",
             })  # fmt: skip
@@ -64,7 +64,7 @@ def toy(tmp_path_factory):
     from compeffdist.training.packing import pack_sequences, shuffled
 
     rows = toy_rows()
-    model_dir = build_tiny_llama(tmp_path_factory.mktemp("toy-llama"), [json.loads(r["messages"])[0]["content"]
+    model_dir = build_tiny_llama(tmp_path_factory.mktemp("toy-llama"), [r["messages"][0]["content"]
                                  for r in rows] + ["positive negative"])  # fmt: skip
     spec = ModelSpec(name=str(model_dir))
     tokenizer = load_tokenizer(spec, padding_side="right")
@@ -191,7 +191,7 @@ def test_training_stage_with_ddp_and_lora(ray_quiet, toy, tmp_path, data_root):
     from compeffdist.stage import Stage, StageOutput
     from compeffdist.training.stages import STAGES
 
-    rows = [*toy_rows(), {"record_id": "broken", "messages": "not json", "instruction": "x", "response": "y"}]
+    rows = [*toy_rows(), {"record_id": "broken", "messages": [], "instruction": "x", "response": "y"}]
     selection = Stage(name="selection", run=lambda ctx: StageOutput(table=pa.Table.from_pylist(rows)))
     training = toy_training(strategy="ddp", epochs=2, lora={"r": 8, "alpha": 16, "dropout": 0.0})
     config = JobConfig.model_validate(

@@ -12,7 +12,7 @@ import compeffdist.engines as engines
 import compeffdist.rowmap as rowmap
 from compeffdist.artifacts import ArtifactStore
 from compeffdist.config import JobConfig, SamplingConfig
-from compeffdist.engines.base import REQUEST_COLUMNS, Engine, GenerationRequest, GenerationResult
+from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
 from compeffdist.instructions.schemas import StandardizedTask, TaskIdeaList, request_schema
 from compeffdist.instructions.teacher import RETRY_MARK, ParseResult, TeacherCall, ask_teacher, request_seed
 from compeffdist.rowmap import REQUEST_SCHEMA, GenerationWorker
@@ -160,7 +160,6 @@ def test_request_row_carries_the_seed_to_the_worker(monkeypatch):
         GenerationRequest("b", prompt="raw", sampling=SAMPLING),
     ]  # fmt: skip
     table = pa.Table.from_pylist([r.to_row() for r in requests], schema=REQUEST_SCHEMA)
-    assert tuple(REQUEST_SCHEMA.names) == REQUEST_COLUMNS
     back = [GenerationRequest.from_row(row, seed=99) for row in table.to_pylist()]
     assert back[0] == requests[0]  # messages, sampling (seed included) and schema survive the row
     assert back[1].sampling.seed == 99 and back[1].prompt == "raw"  # no seed of its own: the fallback

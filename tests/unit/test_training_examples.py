@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from compeffdist.training.examples import (
@@ -29,7 +27,7 @@ def tokenizer(tiny_model_dir):
 def _row(record_id: str, content: str, response: str) -> dict:
     return {
         "record_id": record_id,
-        "messages": json.dumps([{"role": "user", "content": content}]),
+        "messages": [{"role": "user", "content": content}],
         "response": response,
     }
 
@@ -65,19 +63,15 @@ def test_bad_rows_are_rejected_with_reasons(tokenizer):
     rows = [
         _row("ok", "Classify: fine.", "positive"),
         _row("empty", "Classify: fine.", "   "),
-        {"record_id": "nojson", "messages": "[{not json", "response": "x"},
-        {
-            "record_id": "assistant-last",
-            "messages": json.dumps([{"role": "assistant", "content": "hi"}]),
-            "response": "x",
-        },
-        {"record_id": "norole", "messages": json.dumps([{"role": "robot", "content": "hi"}]), "response": "x"},
+        {"record_id": "nomessages", "messages": [], "response": "x"},
+        {"record_id": "assistant-last", "messages": [{"role": "assistant", "content": "hi"}], "response": "x"},
+        {"record_id": "norole", "messages": [{"role": "robot", "content": "hi"}], "response": "x"},
     ]
     examples, rejects = build_examples(rows, tokenizer, max_seq_len=128)
     assert [e.record_id for e in examples] == ["ok"]
     reasons = {r.record_id: (r.field, r.reason) for r in rejects}
     assert reasons["empty"][0] == "response"
-    assert reasons["nojson"] == ("messages", reasons["nojson"][1]) and "JSON" in reasons["nojson"][1]
+    assert reasons["nomessages"] == ("messages", reasons["nomessages"][1]) and "non-empty" in reasons["nomessages"][1]
     assert "last message" in reasons["assistant-last"][1]
     assert "unknown role" in reasons["norole"][1]
 

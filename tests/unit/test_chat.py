@@ -1,10 +1,10 @@
-"""Prompt encoding shared by the engines: exactly one BOS, whoever wrote it."""
+"""Chat formatting shared by engines, scoring, training and evaluation."""
 
 from __future__ import annotations
 
 import pytest
 
-from compeffdist.engines.prompts import encode_prompt
+from compeffdist.chat import encode_prompt
 
 pytestmark = pytest.mark.unit
 
