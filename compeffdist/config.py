@@ -312,12 +312,31 @@ class DifficultyConfig(StrictModel):
 
 
 class SelectionConfig(StrictModel):
-    method: Literal["soft", "hard", "random"] = "soft"
-    strategy: Literal["inprompt", "full"] = "inprompt"
-    rate: float = Field(0.1, gt=0.0, le=1.0)
+    """Difficulty-prioritized sampling of the training subset (METHOD.md §3.2)."""
+
+    method: Literal["soft", "hard", "random"] = Field(
+        "soft",
+        description="soft: the paper's tent-curve sampling favouring hard records; hard: the hardest fraction; "
+        "random: a uniform sample of the same size.",
+    )
+    scope: Literal["inprompt", "full"] = Field(
+        "inprompt",
+        description="inprompt: sample within each instruction template (the paper); full: one global pool.",
+    )
+    rate: float = Field(0.1, gt=0.0, le=1.0, description="Fraction of the scored records to keep (the paper: 0.1).")
     a: float = Field(1.0, gt=0.0, le=1.0, description="Quantile where the soft sampler's tent curve peaks.")
-    mode: Literal["bernoulli", "exact"] = "bernoulli"
+    mode: Literal["bernoulli", "exact"] = Field(
+        "bernoulli",
+        description="bernoulli: independent draws (the paper); exact: systematic sampling with the expected size.",
+    )
     seed: int | None = Field(None, description="Sampling seed; None: run.seed. Varies the subset alone.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "strategy" in data:
+            raise ValueError("`strategy` was renamed `scope` (inprompt | full)")
+        return data
 
 
 class LoraSettings(StrictModel):
