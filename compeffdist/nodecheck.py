@@ -145,11 +145,11 @@ def probe(node_type: NodeType) -> NodeReport:
         if "." not in name:
             report.versions[name] = str(getattr(module, "__version__", "?"))
     if node_type.num_gpus > 0 and "torch" in report.versions:
-        report.problems += _gpu_problems(node_type)
+        report.problems += _gpu_problems(node_type, vllm_imported="vllm" in report.versions)
     return report
 
 
-def _gpu_problems(node_type: NodeType) -> list[str]:
+def _gpu_problems(node_type: NodeType, vllm_imported: bool) -> list[str]:
     import torch
 
     wanted = math.ceil(node_type.num_gpus)
@@ -168,7 +168,7 @@ def _gpu_problems(node_type: NodeType) -> list[str]:
         torch.ones(1, device="cuda").add_(1).item()
     except Exception as error:
         problems.append(f"a CUDA kernel failed on {torch.cuda.get_device_name(0)}: {type(error).__name__}: {error}")
-    if node_type.vllm_on_gpu:
+    if node_type.vllm_on_gpu and vllm_imported:  # a failed import is already reported
         try:
             from vllm.platforms import current_platform
 
