@@ -138,7 +138,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         models = _labelled_models(args.model)
         evaluation = EvaluationConfig(**overrides)
-        engine = EngineConfig(backend=args.backend, batch_size=args.batch_size, max_model_len=args.max_model_len)
+        engine = EngineConfig(
+            backend=args.backend, max_model_len=args.max_model_len, resources={"batch_size": args.batch_size}
+        )
     except (ValueError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

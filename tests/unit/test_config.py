@@ -65,8 +65,8 @@ def test_deepspeed_zero_section_is_validated_by_deepspeed(tmp_path, data_root):
 
 
 def test_actor_pool_bounds_checked(tmp_path, data_root):
-    text = _base(data_root) + "engines: {teacher: {min_actors: 3, max_actors: 2}}\n"
-    with pytest.raises(ConfigError, match=r"engines\.teacher.*min_actors"):
+    text = _base(data_root) + "engines: {teacher: {resources: {min_actors: 3, max_actors: 2}}}\n"
+    with pytest.raises(ConfigError, match=r"engines\.teacher\.resources.*min_actors"):
         load_config(_write(tmp_path, text))
 
 
