@@ -78,8 +78,8 @@ def role_resources(config: JobConfig, role: str) -> tuple[float, float]:
         return 1.0, 1.0 if config.training.use_gpu else 0.0
     if role == "embedding":  # the embedding actor pool of instructions/embedding.py
         return 1.0, config.instructions.embedding_num_gpus
-    engine = getattr(config.engines, role)
-    return engine.num_cpus_per_actor, engine.num_gpus_per_actor
+    resources = getattr(config.engines, role).resources  # for vLLM on GPUs = tensor x pipeline parallel size
+    return resources.num_cpus_per_actor, resources.num_gpus_per_actor
 
 
 def _role_needs(config: JobConfig, role: str, num_gpus: float) -> tuple[list[str], bool, bool]:
@@ -96,8 +96,14 @@ def _role_needs(config: JobConfig, role: str, num_gpus: float) -> tuple[list[str
         return ["torch", "transformers", "compeffdist.difficulty.scorer", "compeffdist.rowmap"], False, False
     backend = getattr(config.engines, role).backend
     modules = ["torch", "transformers", f"compeffdist.engines.{backend}_engine"]
-    modules += ["vllm"] if backend == "vllm" else []
-    modules += ["sklearn", "compeffdist.evaluation.runner"] if role == "evaluation" else ["compeffdist.rowmap"]
+    if backend == "vllm":
+        modules += ["vllm", "ray.serve"]  # vLLM's Ray wrappers import Ray Serve
+    if role == "evaluation":
+        modules += ["sklearn", "compeffdist.evaluation.runner"]
+    else:  # instruction construction runs our GenerationWorker on any backend
+        modules += ["compeffdist.generation.worker"]
+    if role == "teacher" and backend == "vllm":  # labeling runs Ray's batch LLM stack
+        modules += ["ray.data.llm", "compeffdist.generation.vllm_pipeline"]
     return modules, backend == "vllm" and num_gpus > 0, False
 
 

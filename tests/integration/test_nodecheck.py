@@ -63,7 +63,7 @@ def test_missing_package_invisible_gpu_and_unplaceable_shape_are_each_named(ray_
 
 def test_check_nodes_raises_naming_every_node_type_and_problem(ray_with_a_logical_gpu, data_root, monkeypatch):
     monkeypatch.setenv("COMPEFFDIST_DATA_ROOT", str(data_root))
-    config = load_config(REPO / "configs" / "local.yaml", {"engines.scorer.num_gpus_per_actor": 1})
+    config = load_config(REPO / "configs" / "local.yaml", {"engines.scorer.resources.num_gpus_per_actor": 1})
     with pytest.raises(NodeCheckError) as info:
         check_nodes(config, ["difficulty", "selection"], timeout_s=120)
     message = str(info.value)
