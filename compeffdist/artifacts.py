@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from compeffdist.redact import redact_text
 from compeffdist.storage import Location
 
 MANIFEST = "manifest.json"
@@ -79,7 +80,8 @@ class Manifest:
         return {key: sum(int(u.get(key, 0)) for u in usage) for key in ("prompt_tokens", "output_tokens", "requests")}
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "fingerprint": self.fingerprint}, indent=2, sort_keys=True)
+        """The manifest as written: credentials in model URIs or extras are redacted (the fingerprint is not)."""
+        return redact_text(json.dumps({**asdict(self), "fingerprint": self.fingerprint}, indent=2, sort_keys=True))
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:

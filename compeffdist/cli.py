@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from compeffdist.config import ConfigError, JobConfig, load_config
+from compeffdist.redact import install_excepthook, redact_data, redact_text
 
 EXIT_CONFIG = 2
 SET_HELP = "override a config value, e.g. --set run.output_dir=s3://bucket/run1 (repeatable)"
@@ -33,13 +34,13 @@ def _load(path: str, pairs: list[str] | None = None) -> JobConfig:
     try:
         return load_config(path, parse_overrides(pairs))
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from exc
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args.config, args.set)
-    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    print(yaml.safe_dump(redact_data(config.model_dump(mode="json")), sort_keys=False), end="")
     print(f"# {args.config}: valid", file=sys.stderr)
     return 0
 
@@ -85,12 +86,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"run {config.run.name}: {len(selected)} stage(s) -> {config.run.output_dir}", file=sys.stderr)
+    print(redact_text(f"run {config.run.name}: {len(selected)} stage(s) -> {config.run.output_dir}"), file=sys.stderr)
     ensure_ray(config.ray)
     try:
         runner.run(until=args.until, only=args.only, force=args.force)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     finally:
         print(_summary_table(config))
@@ -102,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"tokens: {totals['prompt_tokens']} prompt / {totals['output_tokens']} output in "
             f"{totals['requests']} requests; {totals['actor_seconds']:.0f} actor-s; "
             f"~{projection['gpu_hours']:.3f} GPU-h projected on {projection['gpu_type']}\n"
-            f"report: {report}"
+            f"report: {redact_text(str(report))}"
         )
     return 0
 
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    install_excepthook()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from compeffdist.artifacts import ROWS_PER_PART, ArtifactStore, Manifest, rejects_table
 from compeffdist.config import JobConfig
+from compeffdist.redact import redact_text
 from compeffdist.stage import Stage, StageContext
 
 
@@ -180,4 +181,4 @@ class Runner:
 
 
 def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {redact_text(message)}", file=sys.stderr, flush=True)

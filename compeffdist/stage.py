@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from compeffdist.artifacts import ArtifactStore
 from compeffdist.config import JobConfig
+from compeffdist.redact import redact_text
 from compeffdist.storage import Location
 
 
@@ -129,4 +130,4 @@ class StageContext:
         return self._rejects
 
     def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {self.stage.name}: {message}", file=sys.stderr, flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {self.stage.name}: {redact_text(message)}", file=sys.stderr, flush=True)
