@@ -76,6 +76,13 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, data_ro
     first.wait()
     kept = len(list(shards.glob("*.parquet")))
     assert kept >= 2
+    # After the kill, status shows the half-done stage from its shards, and the dead run's lease.
+    status = subprocess.run(
+        [sys.executable, "-m", "compeffdist.cli", "status", str(config_path)], env=env, capture_output=True, text=True
+    )
+    assert "output held by a dead run" in status.stdout, status.stdout + status.stderr
+    responses_line = next(line for line in status.stdout.splitlines() if line.startswith("responses "))
+    assert f"partial: {2 * kept} of 40 rows (the next run resumes)" in responses_line, status.stdout
 
     second = subprocess.run(
         [sys.executable, str(HERE / "labeling_job.py"), str(config_path)],
@@ -83,6 +90,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, data_ro
     )  # fmt: skip
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming:" in second.stderr and "already in shards" in second.stderr
+    assert "taking over" in second.stderr and "its process" in second.stderr  # the dead run's lease
     resumed = int(second.stderr.split("resuming: ")[1].split(" of ")[0])
     assert resumed >= 2 * kept - 1  # every finished shard (2 rows each) was kept, not redone
 
