@@ -457,9 +457,12 @@ def format_validation_error(path: Path, error: ValidationError, overrides: dict[
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "<root>"
         message = item["msg"].removeprefix("Value error, ") + _type_hint(item)
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (not in the config schema)"
         given = next((key for key in overrides if where == key or where.startswith(key + ".")), None)
         if given is not None:
-            where = f"--set {given}={json.dumps(overrides[given], default=str)}" + where[len(given) :]
+            inside = f" (at {where})" if where != given else ""
+            where = f"--set {given}={json.dumps(overrides[given], default=str)}{inside}"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 

@@ -145,7 +145,7 @@ def test_set_errors_name_the_set_argument_not_the_file(tmp_path, data_root):
         load_config(path, {"labeling.records": True, "labeling.recrods": 5, "engines.teacher.batch_size": 4})
     message = str(info.value)
     assert "  --set labeling.records=true: Input should be a valid integer (got bool True)" in message
-    assert "  --set labeling.recrods=5: Extra inputs are not permitted" in message
+    assert "  --set labeling.recrods=5: unknown field (not in the config schema)" in message
     assert "batch_size" not in message
     with pytest.raises(ConfigError, match=r"--set labeling\.records\.x: labeling\.records is 5"):
         load_config(_write(tmp_path, _base(data_root) + "labeling: {records: 5}\n"), {"labeling.records.x": 1})
