@@ -57,7 +57,7 @@ def main() -> None:
     from compeffdist.difficulty.scorer import DifficultyScorer
 
     spec = ModelSpec(name=args.model, derive_layers=args.derive_layers or None, dtype=args.dtype)
-    engine = EngineConfig(batch_size=args.batch_size, num_gpus_per_actor=1.0 if args.gpu else 0.0)
+    engine = EngineConfig(resources={"batch_size": args.batch_size, "num_gpus_per_actor": 1.0 if args.gpu else 0.0})
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     scorer = DifficultyScorer(spec, DifficultyConfig(max_length=args.max_length), engine, seed=0)

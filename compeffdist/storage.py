@@ -149,6 +149,11 @@ class Location:
         with self.fs.open_input_file(self.path) as handle:
             return pq.ParquetFile(handle).metadata.num_rows
 
+    def parquet_schema(self) -> pa.Schema:
+        """The Arrow schema of a Parquet file, from its footer (no rows read)."""
+        with self.fs.open_input_file(self.path) as handle:
+            return pq.ParquetFile(handle).schema_arrow
+
     def write_parquet(self, table: pa.Table) -> None:
         """Write a Parquet file atomically (temporary name + rename locally; one PUT on object stores)."""
         if self.is_local:

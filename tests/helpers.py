@@ -38,7 +38,9 @@ def tiny_config(tmp_path: Path, data_root: Path, model_dir: Path, **sections) ->
         "run": {"name": "test", "output_dir": str(tmp_path / "run"), "data_root": str(data_root), "seed": 7},
         "ray": {"num_cpus": 2},
         "models": {"teacher": {"name": str(model_dir)}, "student": {"name": str(model_dir)}},
-        "engines": {"teacher": {"batch_size": 4, "min_actors": 1, "max_actors": 1, "max_model_len": 512}},
+        "engines": {
+            "teacher": {"max_model_len": 512, "resources": {"batch_size": 4, "min_actors": 1, "max_actors": 1}}
+        },
         "pool": {"datasets": ["sc/yelp2", "sc/twitter"], "texts_per_dataset": 12, "max_chars": 400},
         "labeling": {"records": 16, "sampling": {"temperature": 1.0, "max_tokens": 8}},
     }

@@ -81,13 +81,13 @@ class DifficultyScorer:
 
         from compeffdist.models.registry import load_causal_lm, load_tokenizer
 
-        if engine.torch_threads:
-            torch.set_num_threads(engine.torch_threads)
+        if engine.resources.torch_threads:
+            torch.set_num_threads(engine.resources.torch_threads)
         self.config = difficulty
-        self.batch_size = engine.batch_size
+        self.batch_size = engine.resources.batch_size
         self.seed = seed
         self.chat_template_kwargs = dict(model.chat_template_kwargs)
-        self.device = "cuda" if engine.num_gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
+        self.device = "cuda" if engine.resources.num_gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
         self.tokenizer = load_tokenizer(model, padding_side="right")
         self.model = load_causal_lm(model, device=self.device) if difficulty.metric in MODEL_METRICS else None
         self.head = lm_head(self.model) if self.model is not None else None

@@ -67,7 +67,7 @@ def _usable_rows(ctx: StageContext, table: pa.Table) -> pa.Table:
 
 def rows_per_task(difficulty: DifficultyConfig, engine: EngineConfig) -> int:
     """Rows each scorer actor call gets (and writes as one shard): `difficulty.rows_per_task` or 8 forward batches."""
-    return difficulty.rows_per_task or ROWS_PER_TASK_BATCHES * engine.batch_size
+    return difficulty.rows_per_task or ROWS_PER_TASK_BATCHES * engine.resources.batch_size
 
 
 def score_difficulty(ctx: StageContext) -> StageOutput:
@@ -88,9 +88,11 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
     }
     # The actor pool maps rows_per_task rows per call; the scorer itself still forwards engine.batch_size at a
     # time. With one forward batch per call, sorting by length would only reorder rows inside that batch.
-    task_engine = cfg.engines.scorer.model_copy(update={"batch_size": rows_per_task(settings, cfg.engines.scorer)})
+    task_pool = cfg.engines.scorer.resources.model_copy(
+        update={"batch_size": rows_per_task(settings, cfg.engines.scorer)}
+    )
     scored, stats = map_resumable(
-        ctx, table.select(SCORER_INPUT_COLUMNS), DifficultyWorker, kwargs, task_engine, "record_id", "scorer"
+        ctx, table.select(SCORER_INPUT_COLUMNS), DifficultyWorker, kwargs, task_pool, "record_id", "scorer"
     )
     resumed = stats.resumed
     position = {rid: i for i, rid in enumerate(scored.column("record_id").to_pylist())}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from compeffdist.config import EngineConfig, ModelSpec
-from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
+from compeffdist.engines.base import Engine
+from compeffdist.generation.requests import GenerationRequest, GenerationResult
 
 __all__ = ["Engine", "GenerationRequest", "GenerationResult", "create_engine"]
 

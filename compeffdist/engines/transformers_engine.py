@@ -7,7 +7,8 @@ from typing import Any
 
 from compeffdist.chat import encode_prompt
 from compeffdist.config import EngineConfig, ModelSpec
-from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult, prompt_text
+from compeffdist.engines.base import Engine, model_label, prompt_text
+from compeffdist.generation.requests import ErrorKind, GenerationRequest, GenerationResult, prompt_too_long
 
 
 class TransformersEngine(Engine):
@@ -18,12 +19,12 @@ class TransformersEngine(Engine):
 
         from compeffdist.models.registry import load_causal_lm, load_tokenizer
 
-        if engine.torch_threads:
-            torch.set_num_threads(engine.torch_threads)
-        self.device = "cuda" if engine.num_gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
+        if engine.resources.torch_threads:
+            torch.set_num_threads(engine.resources.torch_threads)
+        self.device = "cuda" if engine.resources.num_gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
         self.spec = model
         self.config = engine
-        self.model_name = model.name if model.derive_layers is None else f"{model.name}[:{model.derive_layers}]"
+        self.model_name = model_label(model)
         self.tokenizer = load_tokenizer(model, padding_side="left")
         self.model = load_causal_lm(model, device=self.device)
 
@@ -35,14 +36,16 @@ class TransformersEngine(Engine):
 
         for key, group in itertools.groupby(sorted(requests, key=group_key), key=group_key):
             batch = list(group)
-            for start in range(0, len(batch), self.config.batch_size):
-                chunk = batch[start : start + self.config.batch_size]
+            for start in range(0, len(batch), self.config.resources.batch_size):
+                chunk = batch[start : start + self.config.resources.batch_size]
                 try:
                     for result in self._generate_batch(chunk, *key):
                         results[result.request_id] = result
                 except Exception as exc:  # one bad batch is recorded per request, never raised
                     for request in chunk:
-                        results[request.request_id] = _error(request, f"{type(exc).__name__}: {exc}")
+                        results[request.request_id] = GenerationResult.failure(
+                            request.request_id, ErrorKind.ENGINE, f"{type(exc).__name__}: {exc}"
+                        )
         return [results[r.request_id] for r in requests]
 
     def _generate_batch(
@@ -57,9 +60,7 @@ class TransformersEngine(Engine):
         keep = []
         for request, ids in zip(batch, encoded, strict=True):
             if len(ids) > budget:
-                out.append(
-                    _error(request, f"prompt has {len(ids)} tokens; limit is {budget} (max_model_len - max_tokens)")
-                )
+                out.append(prompt_too_long(request.request_id, len(ids), self.config.max_model_len, max_tokens))
             else:
                 keep.append((request, ids))
         if not keep:
@@ -92,8 +93,8 @@ class TransformersEngine(Engine):
         import torch
 
         scores: list[list[float]] = []
-        for start in range(0, len(prompts), self.config.batch_size):
-            chunk = prompts[start : start + self.config.batch_size]
+        for start in range(0, len(prompts), self.config.resources.batch_size):
+            chunk = prompts[start : start + self.config.resources.batch_size]
             encoded = [encode_prompt(self.tokenizer, p) for p in chunk]
             inputs = self.tokenizer.pad({"input_ids": encoded}, return_tensors="pt").to(self.device)
             with torch.inference_mode():
@@ -159,7 +160,3 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     if not positions:
         return text, False
     return text[: min(positions)], True
-
-
-def _error(request: GenerationRequest, message: str) -> GenerationResult:
-    return GenerationResult(request.request_id, "", 0, 0, "error", message)

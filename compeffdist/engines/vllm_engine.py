@@ -7,7 +7,8 @@ from typing import Any
 
 from compeffdist.chat import encode_prompt
 from compeffdist.config import EngineConfig, ModelSpec
-from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult, prompt_text
+from compeffdist.engines.base import Engine, model_label, prompt_text
+from compeffdist.generation.requests import ErrorKind, GenerationRequest, GenerationResult, prompt_too_long
 
 # On CPU vLLM sizes its KV cache as a fraction of node memory; the GPU default (0.9) fails at once.
 CPU_MEMORY_UTILIZATION = 0.2
@@ -17,6 +18,32 @@ def vllm_available() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("vllm") is not None
+
+
+def engine_kwargs(model: ModelSpec, engine: EngineConfig, seed: int, model_source: str, on_gpu: bool) -> dict[str, Any]:
+    """vLLM engine arguments for a model served by `engine`: the offline engine and the ray.data.llm path share them.
+
+    `max_num_seqs` is left to vLLM on GPUs (continuous batching wants many sequences in flight) and tied to
+    the batch size on CPU, where the KV cache is small.
+    """
+    resources = engine.resources
+    kwargs: dict[str, Any] = {
+        "model": model_source,
+        "dtype": ("bfloat16" if on_gpu else "float32") if model.dtype == "auto" else model.dtype,
+        "max_model_len": engine.max_model_len,
+        "tensor_parallel_size": resources.tensor_parallel_size,
+        "pipeline_parallel_size": resources.pipeline_parallel_size,
+        "trust_remote_code": model.trust_remote_code,
+        "seed": seed,
+        # Compact guided JSON: weak models otherwise loop on grammar-legal whitespace until max_tokens.
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+    }
+    if not on_gpu:
+        kwargs.update(
+            enforce_eager=True, gpu_memory_utilization=CPU_MEMORY_UTILIZATION, max_num_seqs=resources.batch_size
+        )
+    kwargs.update(resources.vllm_engine_kwargs)
+    return kwargs
 
 
 class VLLMEngine(Engine):
@@ -30,26 +57,11 @@ class VLLMEngine(Engine):
 
         from compeffdist.models.registry import load_tokenizer, resolve_model
 
-        on_gpu = engine.num_gpus_per_actor > 0 and torch.cuda.is_available()
-        kwargs: dict[str, Any] = {
-            "model": resolve_model(model),
-            "dtype": "bfloat16"
-            if model.dtype == "auto" and on_gpu
-            else ("float32" if model.dtype == "auto" else model.dtype),
-            "max_model_len": engine.max_model_len,
-            "tensor_parallel_size": engine.tensor_parallel_size,
-            "trust_remote_code": model.trust_remote_code,
-            "seed": seed,
-            "max_num_seqs": max(engine.batch_size, 1),
-            # Compact guided JSON: weak models otherwise loop on grammar-legal whitespace until max_tokens.
-            "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
-        }
-        if not on_gpu:
-            kwargs.update(enforce_eager=True, gpu_memory_utilization=CPU_MEMORY_UTILIZATION)
-        kwargs.update(engine.vllm_engine_kwargs)
+        on_gpu = engine.resources.gpus_per_replica > 0 and torch.cuda.is_available()
+        kwargs = engine_kwargs(model, engine, seed, resolve_model(model), on_gpu)
         self.spec = model
         self.config = engine
-        self.model_name = model.name if model.derive_layers is None else f"{model.name}[:{model.derive_layers}]"
+        self.model_name = model_label(model)
         self.tokenizer = load_tokenizer(model, padding_side="left")
         self.llm = LLM(**kwargs)
 
@@ -76,11 +88,9 @@ class VLLMEngine(Engine):
             ids = encode_prompt(self.tokenizer, prompt_text(self.tokenizer, request, self.spec.chat_template_kwargs))
             n_tokens = len(ids)
             if n_tokens + request.sampling.max_tokens > budget:
-                results[request.request_id] = GenerationResult(
-                    request.request_id, "", n_tokens, 0, "error",
-                    f"prompt has {n_tokens} tokens; limit is {budget - request.sampling.max_tokens} "
-                    "(max_model_len - max_tokens)",
-                )  # fmt: skip
+                results[request.request_id] = prompt_too_long(
+                    request.request_id, n_tokens, budget, request.sampling.max_tokens
+                )
                 continue
             # Token ids, not text: vLLM would add special tokens again to a chat-rendered string.
             prompts.append({"prompt_token_ids": ids})
@@ -92,8 +102,8 @@ class VLLMEngine(Engine):
             except Exception as exc:  # recorded per request; the caller retries a bounded number of times
                 outputs = None
                 for request in ready:
-                    results[request.request_id] = GenerationResult(
-                        request.request_id, "", 0, 0, "error", f"{type(exc).__name__}: {exc}"
+                    results[request.request_id] = GenerationResult.failure(
+                        request.request_id, ErrorKind.ENGINE, f"{type(exc).__name__}: {exc}"
                     )
             for request, output in zip(ready, outputs or [], strict=False):
                 completion = output.outputs[0]

@@ -48,7 +48,9 @@ def run_evaluation(ctx: StageContext) -> StageOutput:
 
     ensure_ray(ctx.config.ray)
     engine = ctx.config.engines.evaluation
-    task = ray.remote(_evaluate_remote).options(num_cpus=engine.num_cpus_per_actor, num_gpus=engine.num_gpus_per_actor)
+    task = ray.remote(_evaluate_remote).options(
+        num_cpus=engine.resources.num_cpus_per_actor, num_gpus=engine.resources.num_gpus_per_actor
+    )
     rows: list[dict[str, Any]] = []
     models = _models(ctx)
     for label, model in models.items():
@@ -58,7 +60,7 @@ def run_evaluation(ctx: StageContext) -> StageOutput:
             task.remote(model.model_dump(mode="json"), engine.model_dump(mode="json"),
                         ctx.config.evaluation.model_dump(mode="json"), str(ctx.config.run.data_root), label)
         )  # fmt: skip
-        ctx.add_actor_time(time.time() - started, engine.num_gpus_per_actor)
+        ctx.add_actor_time(time.time() - started, engine.resources.num_gpus_per_actor)
         summary = summarize([r for r in rows if r["model"] == label])[label]
         ctx.log(f"{label}: overall {summary['overall']:.2f}")
     summary = write_reports(rows, ctx.files_dir)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from compeffdist.config import EngineConfig
+from compeffdist.config import ResourceConfig
 from compeffdist.stage import StageContext
 
 
@@ -47,7 +47,7 @@ def embed_names(ctx: StageContext, ids: list[str], names: list[str]) -> np.ndarr
     from compeffdist.rowmap import map_resumable
 
     cfg = ctx.config.instructions
-    actors = EngineConfig(
+    actors = ResourceConfig(
         batch_size=cfg.embedding_batch_size,
         min_actors=1,
         max_actors=1,

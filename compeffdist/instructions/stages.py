@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from compeffdist.generation.usage import merge_usage
 from compeffdist.instructions import prompts
 from compeffdist.instructions.clusters import dumps, group_clusters, official_cluster_list
 from compeffdist.instructions.filters import (
@@ -42,7 +43,7 @@ from compeffdist.instructions.schemas import (
     TaskIdeaList,
     request_schema,
 )
-from compeffdist.instructions.teacher import ParseResult, TeacherCall, ask_teacher, merge_usage
+from compeffdist.instructions.teacher import ParseResult, TeacherCall, ask_teacher
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 MENTION_SCHEMA = pa.schema(

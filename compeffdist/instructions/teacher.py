@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 
 from compeffdist.config import SamplingConfig
-from compeffdist.engines.base import GenerationRequest
+from compeffdist.generation.requests import GenerationRequest
 from compeffdist.stage import StageContext
 
 RETRY_MARK = "~retry"
@@ -97,7 +97,8 @@ def ask_teacher(
     """
     import pyarrow.parquet as pq
 
-    from compeffdist.rowmap import generate_resumable, token_usage
+    from compeffdist.generation.run import generate_table
+    from compeffdist.generation.usage import add_usage
 
     cfg = ctx.config
     structured = cfg.instructions.structured_output
@@ -122,7 +123,7 @@ def ask_teacher(
             for call in pending
         ]
         desc = step if attempt == 0 else f"{step} (retry {attempt})"
-        table = generate_resumable(
+        table = generate_table(
             _step_context(ctx, step, attempt), requests, cfg.models.teacher, cfg.engines.teacher, desc
         )
         by_id = {row["request_id"]: row for row in table.to_pylist()}
@@ -144,7 +145,7 @@ def ask_teacher(
             if attempt:
                 stats.recovered_by_retry += 1
         tables.append(_with_status(table, [c.request_id + suffix for c in pending], statuses))
-        token_usage(table, into=stats.usage)
+        add_usage(stats.usage, table)
         if attempt:
             stats.parse_retries += len(pending)
         pending = still_failing
@@ -161,7 +162,7 @@ def ask_teacher(
 def _step_context(ctx: StageContext, step: str, attempt: int) -> StageContext:
     """The stage context with its own shard folder for one step and attempt.
 
-    A stage makes several generate_resumable calls; separate folders keep each call's resume
+    A stage makes several generate_table calls; separate folders keep each call's resume
     bookkeeping (ids already in shards) to its own requests. Rejects still go to the stage.
     """
     sub = copy.copy(ctx)
@@ -188,14 +189,3 @@ def _with_status(table: pa.Table, ids: list[str], statuses: list[str]) -> pa.Tab
     status_by_id = dict(zip(ids, statuses, strict=True))
     column = [status_by_id.get(rid, "no result row") for rid in table.column("request_id").to_pylist()]
     return table.append_column("parse_status", pa.array(column, pa.string()))
-
-
-def merge_usage(*usages: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """Sum token usage per model across steps."""
-    total: dict[str, dict[str, int]] = {}
-    for usage in usages:
-        for model, entry in usage.items():
-            target = total.setdefault(model, {})
-            for key, value in entry.items():
-                target[key] = target.get(key, 0) + value
-    return total

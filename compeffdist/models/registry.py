@@ -67,6 +67,12 @@ def resolve_model(spec: ModelSpec) -> str:
     return str(_derive_layers(base, spec.derive_layers))
 
 
+def is_local_only(spec: ModelSpec) -> bool:
+    """Whether the model only exists once made on this machine (a packaged or a derived model), as opposed to
+    a hub id, a folder or an object-store URI that any node can load by name."""
+    return spec.name.startswith("package:") or spec.derive_layers is not None
+
+
 def _resolve_name(name: str) -> str:
     if is_uri(name):
         return str(_download(name))

@@ -145,8 +145,9 @@ def test_teacher_labeling_scales_gpu_nodes_up_from_zero_and_back(autoscaling_hea
     payload = tiny_config(
         tmp_path, data_root, tiny_model_dir,
         labeling={"records": 48, "sampling": {"temperature": 1.0, "max_tokens": 32}},
-        engines={"teacher": {"batch_size": 2, "min_actors": 1, "max_actors": MAX_GPU_NODES, "num_cpus_per_actor": 1,
-                             "num_gpus_per_actor": 1, "torch_threads": 1, "max_model_len": 512}},
+        engines={"teacher": {"max_model_len": 512, "resources": {
+            "batch_size": 2, "min_actors": 1, "max_actors": MAX_GPU_NODES, "num_cpus_per_actor": 1,
+            "num_gpus_per_actor": 1, "torch_threads": 1}}},
     )  # fmt: skip
     payload["ray"] = {"address": address}
     config = JobConfig.model_validate(payload)

@@ -37,7 +37,9 @@ def rows(data_root):
 
 def _scorer(model_dir, batch_size=4, **difficulty) -> DifficultyScorer:
     config = DifficultyConfig(max_length=512, **difficulty)
-    return DifficultyScorer(ModelSpec(name=str(model_dir)), config, EngineConfig(batch_size=batch_size), seed=3)
+    return DifficultyScorer(
+        ModelSpec(name=str(model_dir)), config, EngineConfig(resources={"batch_size": batch_size}), seed=3
+    )
 
 
 def _nuclei(scorer: DifficultyScorer, rows: list[dict]) -> list[int]:
@@ -161,7 +163,7 @@ def test_proxy_scorer_is_the_model_that_scores(tiny_model_dir, rows, tmp_path):
     spec = scorer_spec(config, ModelSpec(name=str(tmp_path / "no-such-student")))
     assert spec.name == str(tiny_model_dir)
     assert scorer_spec(DifficultyConfig(), ModelSpec(name="the-student")).name == "the-student"
-    scorer = DifficultyScorer(spec, config, EngineConfig(batch_size=4), seed=3)
+    scorer = DifficultyScorer(spec, config, EngineConfig(resources={"batch_size": 4}), seed=3)
     for result, row in zip(scorer.score(rows[:4]), rows[:4], strict=True):
         expected = mean_rank_score(reference_token_scores(scorer.model, scorer.layout(row)))
         assert result.difficulty == pytest.approx(expected, abs=1e-6)

@@ -59,7 +59,7 @@ def _stages(data_root: Path) -> list[Stage]:
 def _config(tmp_path: Path, data_root: Path, model_dir: Path, **difficulty) -> JobConfig:
     payload = tiny_config(
         tmp_path, data_root, model_dir,
-        engines={"scorer": {"batch_size": 4, "max_actors": 1, "num_cpus_per_actor": 1}},
+        engines={"scorer": {"resources": {"batch_size": 4, "max_actors": 1, "num_cpus_per_actor": 1}}},
         difficulty={"max_length": MAX_LENGTH, "position_chunk": 16, **difficulty},
         selection={"method": "soft", "strategy": "inprompt", "rate": 0.5, "mode": "exact"},
     )  # fmt: skip

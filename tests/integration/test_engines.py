@@ -9,8 +9,8 @@ import pytest
 
 from compeffdist.config import EngineConfig, ModelSpec, SamplingConfig
 from compeffdist.engines import create_engine
-from compeffdist.engines.base import GenerationRequest
 from compeffdist.engines.vllm_engine import vllm_available
+from compeffdist.generation.requests import GenerationRequest
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,9 @@ def _check_results(engine, results) -> None:
 
 
 def test_transformers_engine(tiny_model_dir):
-    engine = create_engine(ModelSpec(name=str(tiny_model_dir)), EngineConfig(max_model_len=256, batch_size=2))
+    engine = create_engine(
+        ModelSpec(name=str(tiny_model_dir)), EngineConfig(max_model_len=256, resources={"batch_size": 2})
+    )
     _check_results(engine, engine.generate(_requests()))
 
 
@@ -73,7 +75,7 @@ def test_vllm_backend_labels_through_ray_actors(tmp_path, data_root, tiny_model_
 
     payload = tiny_config(
         tmp_path, data_root, tiny_model_dir,
-        engines={"teacher": {"backend": "vllm", "batch_size": 8, "max_model_len": 512}},
+        engines={"teacher": {"backend": "vllm", "max_model_len": 512, "resources": {"batch_size": 8}}},
     )  # fmt: skip
     runner = Runner(JobConfig.model_validate(payload), labeling_stages())
     runner.run()

@@ -82,8 +82,8 @@ def test_sigkilled_teacher_actor_is_restarted_and_the_run_labels_every_record_on
     payload = tiny_config(
         tmp_path, data_root, tiny_model_dir,
         labeling={"records": RECORDS, "sampling": {"temperature": 1.0, "max_tokens": 48}},
-        engines={"teacher": {"batch_size": BATCH, "min_actors": 1, "max_actors": 1, "torch_threads": 1,
-                             "max_model_len": 512}},
+        engines={"teacher": {"max_model_len": 512,
+                             "resources": {"batch_size": BATCH, "min_actors": 1, "max_actors": 1, "torch_threads": 1}}},
     )  # fmt: skip
     config = JobConfig.model_validate(payload)
     shard_dir = Path(payload["run"]["output_dir"]) / "_work" / "responses" / "shards"

@@ -19,7 +19,7 @@ from helpers import tiny_config
 
 from compeffdist.config import EngineConfig, JobConfig, ModelSpec, SamplingConfig
 from compeffdist.data.pool import STAGES as POOL
-from compeffdist.engines.base import GenerationRequest
+from compeffdist.generation.requests import GenerationRequest
 from compeffdist.instructions.stages import (
     MENTION_SCHEMA,
     PERSPECTIVE_SCHEMA,
@@ -212,7 +212,9 @@ def test_demos_to_templates_on_ray_keeps_seed_demos_and_stable_ids(tmp_path, dat
 def test_sampled_output_depends_on_the_request_seed_not_on_its_batch(tiny_model_dir):
     from compeffdist.engines.transformers_engine import TransformersEngine
 
-    engine = TransformersEngine(ModelSpec(name=str(tiny_model_dir)), EngineConfig(batch_size=8, max_model_len=512))
+    engine = TransformersEngine(
+        ModelSpec(name=str(tiny_model_dir)), EngineConfig(max_model_len=512, resources={"batch_size": 8})
+    )
     sampling = SamplingConfig(temperature=1.0, top_p=0.95, max_tokens=16)
 
     def request(request_id: str, text: str) -> GenerationRequest:

@@ -60,7 +60,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, data_ro
     payload = tiny_config(
         tmp_path, data_root, tiny_model_dir,
         labeling={"records": 40, "sampling": {"temperature": 1.0, "max_tokens": 48}},
-        engines={"teacher": {"batch_size": 2, "max_actors": 1, "max_model_len": 512}},
+        engines={"teacher": {"max_model_len": 512, "resources": {"batch_size": 2, "max_actors": 1}}},
     )  # fmt: skip
     config_path = write_config(tmp_path / "job.yaml", payload)
     shards = Path(payload["run"]["output_dir"]) / "_work" / "responses" / "shards"

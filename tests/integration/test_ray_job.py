@@ -103,7 +103,8 @@ def test_stopped_pipeline_job_resumes_from_its_shards_when_resubmitted(ray_head,
         tmp_path, data_root, tiny_model_dir,
         pool={"texts_per_dataset": 24},
         labeling={"records": records, "sampling": {"temperature": 1.0, "max_tokens": 48}},
-        engines={"teacher": {"batch_size": 2, "max_actors": 1, "torch_threads": 1, "max_model_len": 512}},
+        engines={"teacher": {"max_model_len": 512,
+                             "resources": {"batch_size": 2, "max_actors": 1, "torch_threads": 1}}},
     )  # fmt: skip
     config = write_config(tmp_path / "job.yaml", payload)
     shards = tmp_path / "run" / "_work" / "responses" / "shards"

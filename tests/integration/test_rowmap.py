@@ -11,7 +11,7 @@ import ray.cloudpickle
 from helpers import tiny_config
 
 from compeffdist.artifacts import ArtifactStore
-from compeffdist.config import EngineConfig, JobConfig
+from compeffdist.config import JobConfig, ResourceConfig
 from compeffdist.rowmap import read_shards, run_sharded_map
 from compeffdist.stage import Stage, StageContext, StageOutput
 from compeffdist.storage import Location
@@ -41,11 +41,9 @@ def test_actor_pool_holding_every_cpu_still_reads_its_parquet_input(tmp_path, da
         part.write_parquet(pa.table({"request_id": ids[start : start + 8]}))
         parts.append(part)
     total_cpus = int(ray_local.cluster_resources()["CPU"])
-    engine = EngineConfig(
-        backend="transformers", batch_size=4, num_cpus_per_actor=total_cpus, min_actors=1, max_actors=1
-    )
+    pool = ResourceConfig(batch_size=4, num_cpus_per_actor=total_cpus, min_actors=1, max_actors=1)
     started = time.time()
-    shard_dir, stats = run_sharded_map(ctx, parts, CountingWorker, {}, engine, "request_id", "map")
+    shard_dir, stats = run_sharded_map(ctx, parts, CountingWorker, {}, pool, "request_id", "map")
     assert sorted(read_shards(shard_dir, "request_id").column("request_id").to_pylist()) == ids
     assert stats.rows == len(ids) and stats.output_tokens == len(ids)
     print(f"map of {len(ids)} rows on one {total_cpus}-CPU actor: {time.time() - started:.1f}s", file=sys.stderr)

@@ -172,14 +172,14 @@ def _gpu_groups() -> dict[str, dict[str, float]]:
 @pytest.mark.parametrize("manifest", ["ray-cluster.yaml", *KUBERAY])
 def test_gpu_teacher_group_fits_the_paper_config(manifest, paper_config):
     group = _gpu_groups()[manifest]
-    teacher = paper_config.engines.teacher
+    teacher = paper_config.engines.teacher.resources
     # vLLM tensor parallelism spans the GPUs of one actor, and one actor must fit on one node.
     assert teacher.num_gpus_per_actor == teacher.tensor_parallel_size
     assert group["gpus"] % teacher.num_gpus_per_actor == 0, "whole teacher replicas per node, no stranded GPUs"
     per_node = group["gpus"] // teacher.num_gpus_per_actor
     assert per_node * teacher.num_cpus_per_actor <= group["cpus"], "the node's CPUs cannot host its replicas"
     assert group["max_nodes"] * per_node >= teacher.max_actors, "the group cannot grow to engines.teacher.max_actors"
-    for engine in (paper_config.engines.scorer, paper_config.engines.evaluation):
+    for engine in (paper_config.engines.scorer.resources, paper_config.engines.evaluation.resources):
         if engine.num_gpus_per_actor:
             assert group["gpus"] % engine.num_gpus_per_actor == 0
             assert group["max_nodes"] * group["gpus"] >= engine.num_gpus_per_actor * engine.max_actors

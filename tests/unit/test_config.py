@@ -65,8 +65,8 @@ def test_deepspeed_zero_section_is_validated_by_deepspeed(tmp_path, data_root):
 
 
 def test_actor_pool_bounds_checked(tmp_path, data_root):
-    text = _base(data_root) + "engines: {teacher: {min_actors: 3, max_actors: 2}}\n"
-    with pytest.raises(ConfigError, match=r"engines\.teacher.*min_actors"):
+    text = _base(data_root) + "engines: {teacher: {resources: {min_actors: 3, max_actors: 2}}}\n"
+    with pytest.raises(ConfigError, match=r"engines\.teacher\.resources.*min_actors"):
         load_config(_write(tmp_path, text))
 
 
@@ -142,11 +142,13 @@ def test_yaml_forms_of_paths_tuples_and_floats_still_load(tmp_path, data_root):
 def test_set_errors_name_the_set_argument_not_the_file(tmp_path, data_root):
     path = _write(tmp_path, _base(data_root))
     with pytest.raises(ConfigError) as info:
-        load_config(path, {"labeling.records": True, "labeling.recrods": 5, "engines.teacher.batch_size": 4})
+        load_config(path, {"labeling.records": True, "labeling.recrods": 5, "engines.teacher.resources.batch_size": 4})
     message = str(info.value)
     assert "  --set labeling.records=true: Input should be a valid integer (got bool True)" in message
     assert "  --set labeling.recrods=5: unknown field (not in the config schema)" in message
-    assert "batch_size" not in message
+    assert "batch_size" not in message  # a valid --set is not mentioned
+    with pytest.raises(ConfigError, match=r"  engines\.teacher: .* \(with --set engines\.teacher\.batch_size=4\)"):
+        load_config(path, {"engines.teacher.batch_size": 4})  # a rule of the section, broken by --set
     with pytest.raises(ConfigError, match=r"--set labeling\.records\.x: labeling\.records is 5"):
         load_config(_write(tmp_path, _base(data_root) + "labeling: {records: 5}\n"), {"labeling.records.x": 1})
 

@@ -9,12 +9,13 @@ import pytest
 
 from compeffdist.config import EvaluationConfig, ModelSpec
 from compeffdist.data.sentibench import DatasetError
-from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
+from compeffdist.engines.base import Engine
 from compeffdist.evaluation.datasets import SPECS, load_examples
 from compeffdist.evaluation.metrics import INVALID
 from compeffdist.evaluation.parsing import extract_json_list, parse_opinions, parse_tuples
 from compeffdist.evaluation.prompts import build_prompt, sample_demos
 from compeffdist.evaluation.runner import evaluate_with_engine, verbalizer_ids
+from compeffdist.generation.requests import GenerationRequest, GenerationResult
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import json
 import pyarrow as pa
 import pytest
 
-import compeffdist.rowmap as rowmap
+import compeffdist.generation.run as generation_run
 from compeffdist.config import JobConfig
 from compeffdist.instructions.stages import PERSPECTIVE_SCHEMA, STAGES, TEMPLATE_SCHEMA, template_id
 from compeffdist.instructions.teacher import RETRY_MARK
@@ -61,7 +61,7 @@ ANSWERS = {
 
 
 class ScriptedTeacher:
-    """Stands in for rowmap.generate_resumable: fixed answers by request id (re-asks get the same answer)."""
+    """Stands in for generation.run.generate_table: fixed answers by request id (re-asks get the same answer)."""
 
     def __init__(self) -> None:
         self.request_ids: list[str] = []
@@ -91,7 +91,7 @@ def _perspectives(ctx: StageContext) -> StageOutput:
 
 
 def _run(tmp_path, monkeypatch, **instructions) -> Runner:
-    monkeypatch.setattr(rowmap, "generate_resumable", ScriptedTeacher())
+    monkeypatch.setattr(generation_run, "generate_table", ScriptedTeacher())
     config = JobConfig.model_validate(
         {
             "run": {"output_dir": str(tmp_path / "run"), "data_root": str(tmp_path)},

@@ -9,13 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import compeffdist.engines as engines
-import compeffdist.rowmap as rowmap
+import compeffdist.generation.run as generation_run
 from compeffdist.artifacts import ArtifactStore
 from compeffdist.config import JobConfig, SamplingConfig
-from compeffdist.engines.base import Engine, GenerationRequest, GenerationResult
+from compeffdist.engines.base import Engine
+from compeffdist.generation.requests import REQUEST_SCHEMA, GenerationRequest, GenerationResult
+from compeffdist.generation.worker import GenerationWorker
 from compeffdist.instructions.schemas import StandardizedTask, TaskIdeaList, request_schema
 from compeffdist.instructions.teacher import RETRY_MARK, ParseResult, TeacherCall, ask_teacher, request_seed
-from compeffdist.rowmap import REQUEST_SCHEMA, GenerationWorker
 from compeffdist.stage import Stage, StageContext
 
 pytestmark = pytest.mark.unit
@@ -35,7 +36,7 @@ def _context(tmp_path, parse_retries: int = 2, seed: int = 7) -> StageContext:
 
 
 class ScriptedGenerate:
-    """Stands in for rowmap.generate_resumable: answers by base request id and attempt, records every request.
+    """Stands in for generation.run.generate_table: answers by base request id and attempt, records every request.
 
     ok: parses at once; late: garbage, then parses on the first re-ask; bad: always garbage;
     broken: always an engine error; lost: never comes back (no result row).
@@ -76,7 +77,7 @@ CALLS = [TeacherCall(name, f"prompt {name}") for name in ("ok", "late", "bad", "
 
 def test_reasks_are_bounded_counted_and_rejects_keep_reason_and_raw(tmp_path, monkeypatch):
     fake = ScriptedGenerate()
-    monkeypatch.setattr(rowmap, "generate_resumable", fake)
+    monkeypatch.setattr(generation_run, "generate_table", fake)
     ctx = _context(tmp_path, parse_retries=2)
     answers, stats = ask_teacher(ctx, "ideas", CALLS, SAMPLING, parse)
 
@@ -112,7 +113,7 @@ def test_reasks_are_bounded_counted_and_rejects_keep_reason_and_raw(tmp_path, mo
 
 def test_every_request_and_every_reask_gets_its_own_reproducible_seed(tmp_path, monkeypatch):
     fake = ScriptedGenerate()
-    monkeypatch.setattr(rowmap, "generate_resumable", fake)
+    monkeypatch.setattr(generation_run, "generate_table", fake)
     ask_teacher(_context(tmp_path, seed=7), "ideas", CALLS, SAMPLING, parse)
     seeds = {r.request_id: r.sampling.seed for call in fake.calls for r in call}
     assert seeds == {request_id: request_seed(7, request_id) for request_id in seeds}
@@ -130,7 +131,7 @@ def test_every_request_and_every_reask_gets_its_own_reproducible_seed(tmp_path, 
 
 def test_greedy_answers_are_not_reasked(tmp_path, monkeypatch):
     fake = ScriptedGenerate()
-    monkeypatch.setattr(rowmap, "generate_resumable", fake)
+    monkeypatch.setattr(generation_run, "generate_table", fake)
     _, stats = ask_teacher(_context(tmp_path), "ideas", CALLS, SamplingConfig(temperature=0.0), parse)
     assert len(fake.calls) == 1 and stats.parse_retries == 0 and stats.rejected == 4  # "late" gets no second try
 
@@ -165,7 +166,7 @@ def test_request_row_carries_the_seed_to_the_worker(monkeypatch):
     assert back[1].sampling.seed == 99 and back[1].prompt == "raw"  # no seed of its own: the fallback
     engine = RecordingEngine()
     monkeypatch.setattr(engines, "create_engine", lambda *a, **k: engine)
-    GenerationWorker({"name": "x"}, {"max_retries": 0}, seed=42)(table)
+    GenerationWorker({"name": "x"}, {"resources": {"max_retries": 0}}, seed=42)(table)
     assert engine.seeds == {"a": 11, "b": 42}
 
 

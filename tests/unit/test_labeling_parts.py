@@ -12,9 +12,11 @@ pytestmark = pytest.mark.unit
 
 
 def test_records_files_give_every_actor_several_blocks_of_whole_batches():
-    local = EngineConfig(batch_size=8, max_actors=2)
+    local = EngineConfig(resources={"batch_size": 8, "max_actors": 2})
     assert rows_per_part(96, local) == 8  # 12 files: 6 per actor
-    cluster = EngineConfig(batch_size=64, max_actors=32)
+    cluster = EngineConfig(resources={"batch_size": 64, "max_actors": 32})
     assert rows_per_part(1_000_000, cluster) == -(-1_000_000 // (32 * BLOCKS_PER_ACTOR))  # 3907 rows, 256 files
-    assert rows_per_part(10, EngineConfig(batch_size=16, max_actors=4)) == 16  # never less than a batch
+    assert (
+        rows_per_part(10, EngineConfig(resources={"batch_size": 16, "max_actors": 4})) == 16
+    )  # never less than a batch
     assert rows_per_part(10**9, cluster) == ROWS_PER_PART  # and never huge files
