@@ -15,8 +15,11 @@ import pyarrow as pa
 
 from compeffdist.artifacts import ArtifactStore
 from compeffdist.config import JobConfig
+from compeffdist.lease import LeaseLost
 from compeffdist.redact import redact_text
 from compeffdist.storage import Location
+
+OWNER_FILE = "owner.json"
 
 
 @dataclass
@@ -58,10 +61,13 @@ class StageContext:
     local run both are the same folder, `<output_dir>/_work/<stage>`.
     """
 
-    def __init__(self, config: JobConfig, store: ArtifactStore, stage: Stage, key: dict[str, Any]) -> None:
+    def __init__(
+        self, config: JobConfig, store: ArtifactStore, stage: Stage, key: dict[str, Any], run_id: str | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.stage = stage
+        self.run_id = run_id  # the run that owns the work area (None: no ownership check)
         self.work = store.work(stage.name)
         self.work_dir = store.scratch(stage.name)
         self._rejects: list[dict[str, Any]] = []
@@ -78,7 +84,23 @@ class StageContext:
             self.cleanup()
         if not key_file.is_file():
             key_file.write_text(wanted)
+        if self.run_id is not None:  # shards of an earlier (dead) run are reused; from now on they are this run's
+            (self.work / OWNER_FILE).write_text(json.dumps({"run_id": self.run_id}))
         self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def check_owner(self) -> None:
+        """Raise LeaseLost if another run has claimed this stage's work area (its shards are not ours to publish)."""
+        if self.run_id is None:
+            return
+        try:
+            owner = json.loads((self.work / OWNER_FILE).read_text()).get("run_id")
+        except FileNotFoundError:
+            owner = None
+        if owner != self.run_id:
+            raise LeaseLost(
+                f"stage {self.stage.name}: the work area {self.work} now belongs to run {owner or '(none: removed)'}, "
+                f"not this run ({self.run_id}); nothing was published"
+            )
 
     def cleanup(self) -> None:
         """Remove the work area and the local scratch (after publishing, or when they are stale)."""
