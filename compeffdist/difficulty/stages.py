@@ -198,6 +198,7 @@ def select_records(ctx: StageContext) -> StageOutput:
     """
     from compeffdist.difficulty.report import plot_histogram, selection_markdown
     from compeffdist.difficulty.sampling import group_index, select_arrays
+    from compeffdist.evaluation.heldout import heldout_mask
 
     settings = ctx.config.selection
     seed = ctx.config.seed_of("selection")
@@ -209,6 +210,10 @@ def select_records(ctx: StageContext) -> StageOutput:
     unscored = difficulty.null_count
     nonfinite = narrow.num_rows - pool.num_rows - unscored
     del narrow
+    # Held-out records are never trained on: evaluation measures the student's agreement with the teacher there.
+    heldout = heldout_mask(pool.column("record_id"), ctx.config.evaluation.heldout)
+    held_out = int(pc.sum(heldout).as_py() or 0)
+    pool = pool.filter(pc.invert(heldout))
     groups = group_index(pool, ["cluster_id", "template_id"]) if settings.scope == "inprompt" else None
     selection = select_arrays(
         pool.column("record_id"), pool.column("difficulty").to_numpy(), groups, settings.method, settings.rate,
@@ -225,6 +230,7 @@ def select_records(ctx: StageContext) -> StageOutput:
         "difficulty metric": metric,
         "unscored (truncated)": unscored,
         "non-finite difficulty (excluded)": nonfinite,
+        "held out for evaluation (excluded)": held_out,
     }
     files = ctx.files_dir
     (files / SELECTION_REPORT).write_text(selection_markdown(pool, selection, report_settings), encoding="utf-8")
@@ -242,7 +248,7 @@ def select_records(ctx: StageContext) -> StageOutput:
     (files / SELECTION_GROUPS).write_text(json.dumps(group_rows, indent=1), encoding="utf-8")
     ctx.log(
         f"selected {len(kept_ids)} of {pool.num_rows} ({selection.rate:.3f}; target {settings.rate}); "
-        f"left out: {unscored} unscored, {nonfinite} non-finite"
+        f"left out: {unscored} unscored, {nonfinite} non-finite, {held_out} held out"
     )
     return StageOutput(
         parts=published,
@@ -252,6 +258,7 @@ def select_records(ctx: StageContext) -> StageOutput:
             "selected": len(kept_ids),
             "unscored": unscored,
             "nonfinite": nonfinite,
+            "heldout": held_out,
             "groups": len(selection.groups),
         },
         extra={
@@ -318,7 +325,7 @@ STAGES = [
         name="selection",
         run=select_records,
         inputs=("difficulty",),
-        sections=("selection", "run.seed"),
+        sections=("selection", "run.seed", "evaluation.heldout"),
         description="difficulty-prioritized sampling of the training subset",
     ),
 ]

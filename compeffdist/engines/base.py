@@ -27,7 +27,11 @@ class Engine(ABC):
 
 def model_label(model: ModelSpec) -> str:
     """The name results carry for a model: its name, with the kept layers of a derived student."""
-    return model.name if model.derive_layers is None else f"{model.name}[:{model.derive_layers}]"
+    if model.derive_layers is None:
+        return model.name
+    if model.derive_layer_choice == "first":
+        return f"{model.name}[:{model.derive_layers}]"
+    return f"{model.name}[{model.derive_layer_choice} {model.derive_layers}]"
 
 
 def prompt_text(tokenizer: Any, request: GenerationRequest, chat_template_kwargs: dict[str, Any]) -> str:

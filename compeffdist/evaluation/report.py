@@ -8,13 +8,17 @@ from pathlib import Path
 from statistics import mean, pstdev
 from typing import Any
 
+from compeffdist.evaluation.bootstrap import DEFAULT_CONFIDENCE
+from compeffdist.evaluation.comparison import f1_measures
+
 RESULTS_JSON = "results.json"
 RESULTS_MD = "evaluation.md"
 RESULTS_PNG = "evaluation.png"
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per model: F1 × 100 per dataset (mean and spread over seeds) and the unweighted overall mean."""
+def summarize(rows: list[dict[str, Any]], confidence: float = DEFAULT_CONFIDENCE) -> dict[str, dict[str, Any]]:
+    """Per model: F1 × 100 per dataset (mean and spread over seeds) and the unweighted overall mean, each with
+    its bootstrap confidence interval (`ci`) when the rows carry replicates."""
     by_model: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     invalid: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
@@ -31,10 +35,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             for key, v in datasets.items()
         }
         summary[model] = {"datasets": per_dataset, "overall": round(mean(d["f1"] for d in per_dataset.values()), 2)}
+    if rows and all("f1_replicates" in r for r in rows):
+        for model, measures in f1_measures(rows).items():
+            for key, measure in measures.items():
+                ci = measure.interval(confidence)
+                entry = summary[model] if key == "overall" else summary[model]["datasets"][key]
+                entry["ci" if key != "overall" else "overall_ci"] = [round(ci.low, 2), round(ci.high, 2)]
     return summary
 
 
-def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
+def markdown_table(summary: dict[str, dict[str, Any]], seeds: int = 1) -> str:
     models = list(summary)
     datasets = list(dict.fromkeys(k for m in models for k in summary[m]["datasets"]))
     lines = ["| dataset | " + " | ".join(models) + " |", "|---|" + "---:|" * len(models)]
@@ -42,10 +52,17 @@ def markdown_table(summary: dict[str, dict[str, Any]]) -> str:
         cells = []
         for model in models:
             entry = summary[model]["datasets"].get(key)
-            cells.append("–" if entry is None else f"{entry['f1']:.1f} ± {entry['std']:.1f}")
+            cells.append("–" if entry is None else _cell(entry["f1"], entry.get("ci"), entry["std"], seeds > 1))
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    lines.append("| **overall** | " + " | ".join(f"**{summary[m]['overall']:.1f}**" for m in models) + " |")
+    overall = [f"**{_cell(summary[m]['overall'], summary[m].get('overall_ci'), 0.0, False)}**" for m in models]
+    lines.append("| **overall** | " + " | ".join(overall) + " |")
     return "\n".join(lines)
+
+
+def _cell(f1: float, ci: list[float] | None, std: float, several_seeds: bool) -> str:
+    """'62.5 [55.0, 70.0]', with '± std' over demo seeds only when there are several."""
+    text = f"{f1:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+    return text + (f" ± {std:.1f}" if several_seeds else "")
 
 
 def bar_chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
@@ -71,19 +88,24 @@ def bar_chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, dict[str, Any]]:
+def write_reports(
+    rows: list[dict[str, Any]], out_dir: Path, confidence: float = DEFAULT_CONFIDENCE
+) -> dict[str, dict[str, Any]]:
     """Write results.json (every number), evaluation.md (side by side) and evaluation.png."""
-    summary = summarize(rows)
-    (out_dir / RESULTS_JSON).write_text(json.dumps({"rows": rows, "summary": summary}, indent=2, default=str))
+    summary = summarize(rows, confidence)
+    listed = [{k: v for k, v in r.items() if k != "f1_replicates"} for r in rows]  # replicates: the stage's table
+    (out_dir / RESULTS_JSON).write_text(json.dumps({"rows": listed, "summary": summary}, indent=2, default=str))
     seeds = sorted({r["seed"] for r in rows})
     limit = max((r["n"] for r in rows), default=0)
     text = [
         "# SentiBench evaluation",
         "",
-        f"F1 × 100 (macro-F1 for classification, tuple F1 for fine-grained), mean ± std over seeds {seeds}; "
-        f"up to {limit} test examples per dataset.",
+        f"F1 × 100 (macro-F1 for classification, tuple F1 for fine-grained) with its {confidence:.0%} bootstrap "
+        f"confidence interval (test examples resampled; overall: the datasets' resamples averaged)"
+        + (f", ± std over demo seeds {seeds}" if len(seeds) > 1 else f", demo seed {seeds[0]}" if seeds else "")
+        + f"; up to {limit} test examples per dataset.",
         "",
-        markdown_table(summary),
+        markdown_table(summary, len(seeds)),
     ]
     (out_dir / RESULTS_MD).write_text("\n".join(text) + "\n")
     bar_chart(summary, out_dir / RESULTS_PNG)

@@ -10,6 +10,7 @@ from typing import Any
 from compeffdist.chat import render_prompt, user_turn
 from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec, SamplingConfig
 from compeffdist.engines.base import Engine, GenerationRequest
+from compeffdist.evaluation.bootstrap import f1_replicates, macro_f1_replicates
 from compeffdist.evaluation.datasets import CLASSIFICATION, OPENER, SPECS, DatasetSpec, Example, load_examples
 from compeffdist.evaluation.metrics import classification_scores, opener_scores, tuple_scores
 from compeffdist.evaluation.parsing import parse_opinions, parse_tuples
@@ -50,7 +51,7 @@ def evaluate_dataset(
         ids, collisions = verbalizer_ids(engine.tokenizer, spec.labels)
         scores = engine.next_token_logprobs(prompts, [ids] * len(prompts))
         predicted = [spec.labels[max(range(len(ids)), key=row.__getitem__)] for row in scores]
-        metric = classification_scores([t.gold for t in tests], predicted)
+        score, golds, predictions = classification_scores, [t.gold for t in tests], predicted
         result.update(invalid_rate=0.0, verbalizer_collisions=collisions)
     else:
         max_tokens = evaluation.max_new_tokens_opener if spec.kind == OPENER else evaluation.max_new_tokens
@@ -66,10 +67,17 @@ def evaluate_dataset(
         ]
         golds = [_opener_gold(t) if spec.kind == OPENER else t.gold for t in tests]
         predictions = [p for p, _ in parsed]
-        metric = opener_scores(golds, predictions) if spec.kind == OPENER else tuple_scores(golds, predictions)
+        score = opener_scores if spec.kind == OPENER else tuple_scores
         result["invalid_rate"] = sum(1 for _, ok in parsed if not ok) / max(len(parsed), 1)
         result["engine_errors"] = sum(1 for o in outputs if o.error)
+    metric = score(golds, predictions)
     result.update({k: v for k, v in asdict(metric).items()})
+    key = f"sentibench|{spec.key}|{seed}"  # the same examples get the same resamples for every model
+    result["f1_replicates"] = (
+        macro_f1_replicates(golds, predictions, key, evaluation.bootstrap_resamples)
+        if spec.kind == CLASSIFICATION
+        else f1_replicates(score, golds, predictions, key, evaluation.bootstrap_resamples)
+    )
     result["seconds"] = round(time.time() - started, 2)
     return result
 

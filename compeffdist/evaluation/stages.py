@@ -6,23 +6,32 @@ import time
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 
 def _evaluate_remote(model: dict[str, Any], engine: dict[str, Any], evaluation: dict[str, Any], data_root: str,
-                     label: str) -> list[dict[str, Any]]:  # fmt: skip
-    """Runs inside a Ray task that holds the engine's CPUs/GPUs; returns one row per (dataset, seed)."""
+                     label: str, heldout_parts: list[str]) -> tuple[list[dict[str, Any]], pa.Table]:  # fmt: skip
+    """Runs inside a Ray task that holds the engine's CPUs/GPUs: one SentiBench row per (dataset, seed), and one
+    agreement row per held-out record (agreement.AGREEMENT_SCHEMA; empty without held-out records)."""
     from pathlib import Path
 
     from compeffdist.engines import create_engine
+    from compeffdist.evaluation import agreement
     from compeffdist.evaluation.runner import evaluate_with_engine
 
     spec = ModelSpec.model_validate(model)
     engine_config = EngineConfig.model_validate(engine)
+    settings = EvaluationConfig.model_validate(evaluation)
+    records = agreement.read_heldout_records(heldout_parts, settings) if heldout_parts else []
+    # The NLL pass loads its own copy of the weights: first, so it is gone before the engine takes the device.
+    nll = agreement.score_nll(spec, engine_config, records) if records else {}
     loaded = create_engine(spec, engine_config)
-    return evaluate_with_engine(loaded, spec, EvaluationConfig.model_validate(evaluation), Path(data_root), label)
+    rows = evaluate_with_engine(loaded, spec, settings, Path(data_root), label)
+    answers = agreement.answer_classification(loaded, records, settings.agreement_max_new_tokens)
+    return rows, agreement.agreement_rows(label, records, nll, answers)
 
 
 def _models(ctx: StageContext) -> dict[str, ModelSpec]:
@@ -32,7 +41,9 @@ def _models(ctx: StageContext) -> dict[str, ModelSpec]:
     available = {
         # The exported folder already has the student's final shape: everything else (dtype, attention,
         # chat template options, trust_remote_code) carries over.
-        "student": student.model_copy(update={"name": trained.uri, "derive_layers": None}),
+        "student": student.model_copy(
+            update={"name": trained.uri, "derive_layers": None, "derive_layer_choice": "first"}
+        ),
         "base_student": student,
         "teacher": ctx.config.models.teacher,
     }  # fmt: skip
@@ -43,34 +54,48 @@ def run_evaluation(ctx: StageContext) -> StageOutput:
     """Evaluate each configured model in its own Ray task, one at a time, and publish the comparison."""
     import ray
 
+    from compeffdist.evaluation.comparison import HELDOUT_RECORDS, write_comparison
     from compeffdist.evaluation.report import summarize, write_reports
     from compeffdist.raysession import ensure_ray
 
     ensure_ray(ctx.config.ray)
+    settings = ctx.config.evaluation
     engine = ctx.config.engines.evaluation
     task = ray.remote(_evaluate_remote).options(
         num_cpus=engine.resources.num_cpus_per_actor, num_gpus=engine.resources.num_gpus_per_actor
     )
+    heldout_parts = [str(part) for part in ctx.input_parts("responses")] if settings.heldout.fraction > 0 else []
     rows: list[dict[str, Any]] = []
+    agreement: list[pa.Table] = []
     models = _models(ctx)
     for label, model in models.items():
-        ctx.log(f"evaluating {label} ({model.name}) on {len(ctx.config.evaluation.datasets)} datasets")
+        ctx.log(f"evaluating {label} ({model.name}) on {len(settings.datasets)} datasets")
         started = time.time()
-        rows += ray.get(
+        model_rows, model_agreement = ray.get(
             task.remote(model.model_dump(mode="json"), engine.model_dump(mode="json"),
-                        ctx.config.evaluation.model_dump(mode="json"), str(ctx.config.run.data_root), label)
+                        settings.model_dump(mode="json"), str(ctx.config.run.data_root), label, heldout_parts)
         )  # fmt: skip
+        rows += model_rows
+        agreement.append(model_agreement)
         ctx.add_actor_time(time.time() - started, engine.resources.num_gpus_per_actor)
-        summary = summarize([r for r in rows if r["model"] == label])[label]
-        ctx.log(f"{label}: overall {summary['overall']:.2f}")
-    summary = write_reports(rows, ctx.files_dir)
+        summary = summarize(model_rows)[label]
+        ctx.log(f"{label}: overall {summary['overall']:.2f}; {model_agreement.num_rows} held-out records scored")
+    summary = write_reports(rows, ctx.files_dir, settings.confidence)
+    heldout = pa.concat_tables(agreement)
+    pq.write_table(heldout, ctx.files_dir / HELDOUT_RECORDS)  # per record and model, for experiments to pair up
+    headline = write_comparison(rows, heldout, ctx.files_dir, settings.bootstrap_resamples, settings.confidence)
+    ctx.log(headline)
     table = pa.Table.from_pylist([{k: v for k, v in r.items() if k != "verbalizer_collisions"} for r in rows])
     collisions = sorted({c for r in rows for c in r.get("verbalizer_collisions", [])})
     return StageOutput(
         table=table,
-        counts={"evaluations": len(rows)},
+        counts={"evaluations": len(rows), "heldout_records": heldout.num_rows // max(len(models), 1)},
         models={label: spec.name for label, spec in models.items()},
-        extra={"overall": {m: s["overall"] for m, s in summary.items()}, "verbalizer_collisions": collisions},
+        extra={
+            "overall": {m: s["overall"] for m, s in summary.items()},
+            "verbalizer_collisions": collisions,
+            "headline": headline,
+        },
     )
 
 
@@ -78,8 +103,9 @@ STAGES = [
     Stage(
         name="evaluation",
         run=run_evaluation,
-        inputs=("training",),
+        inputs=("training", "responses"),
         sections=("evaluation", "engines.evaluation", "models.student", "models.teacher", "run.data_root"),
-        description="SentiBench few-shot evaluation of student, base student (and teacher)",
+        description="SentiBench few-shot evaluation of student, base student (and teacher), and their agreement "
+        "with the teacher on held-out teacher-labeled records",
     )
 ]

@@ -3,7 +3,8 @@
 Hub ids and local folders pass through untouched (the path users' real 3B/70B models take).
 URIs (s3://, gs://...; e.g. a student trained into a run on object storage) are downloaded once
 into the cache. `package:` names come from installed PyPI packages, converted once into a cached
-HF folder, and `derive_layers` builds a smaller model from the first N decoder layers of another.
+HF folder, and `derive_layers` builds a smaller model from N decoder layers of another (the first N,
+or N spread across its depth: `derive_layer_choice`).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def resolve_model(spec: ModelSpec) -> str:
     base = _resolve_name(spec.name)
     if spec.derive_layers is None:
         return base
-    return str(_derive_layers(base, spec.derive_layers))
+    return str(_derive_layers(base, spec.derive_layers, spec.derive_layer_choice))
 
 
 def is_local_only(spec: ModelSpec) -> bool:
@@ -128,9 +129,31 @@ def _download(uri: str) -> Path:
     return target
 
 
-def _derive_layers(base: str, layers: int) -> Path:
-    """A smaller model: the first `layers` decoder layers of `base`, with its embeddings and head."""
-    key = hashlib.sha256(f"{base}|{layers}".encode()).hexdigest()[:12]
+def derived_layer_indices(total: int, layers: int, choice: str) -> list[int]:
+    """Which of a model's `total` decoder layers a derived model keeps, in order.
+
+    first: layers 0..N-1. spread: N indices evenly spaced from the first layer to the last (rounded), so the
+    head still reads the last layer's output. ends: the first ceil(N/2) and the last floor(N/2) layers.
+    """
+    if not 1 <= layers < total:
+        raise ModelResolutionError(f"derive_layers={layers} but the model has {total} layers (keep 1 to {total - 1})")
+    if choice == "first":
+        return list(range(layers))
+    if choice == "spread":
+        if layers == 1:
+            return [total - 1]
+        return [round(i * (total - 1) / (layers - 1)) for i in range(layers)]
+    if choice == "ends":
+        head = (layers + 1) // 2
+        return list(range(head)) + list(range(total - (layers - head), total))
+    raise ModelResolutionError(f"unknown derive_layer_choice {choice!r}; known: first, spread, ends")
+
+
+def _derive_layers(base: str, layers: int, choice: str = "first") -> Path:
+    """A smaller model: `layers` decoder layers of `base` chosen by `choice`, with its embeddings and head."""
+    # "first" keeps the key it had before the choice existed, so caches made then stay valid.
+    identity = f"{base}|{layers}" if choice == "first" else f"{base}|{layers}|{choice}"
+    key = hashlib.sha256(identity.encode()).hexdigest()[:12]
     target = cache_root() / "models" / f"derived-{layers}l-{key}"
     if (target / "config.json").is_file():
         return target
@@ -141,13 +164,11 @@ def _derive_layers(base: str, layers: int) -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-        total = model.config.num_hidden_layers
-        if layers >= total:
-            raise ModelResolutionError(f"derive_layers={layers} but {base} has only {total} layers")
-        model.model.layers = model.model.layers[:layers]
+        kept = derived_layer_indices(model.config.num_hidden_layers, layers, choice)
+        model.model.layers = torch.nn.ModuleList(model.model.layers[i] for i in kept)
         model.config.num_hidden_layers = layers
         if getattr(model.config, "layer_types", None):
-            model.config.layer_types = model.config.layer_types[:layers]
+            model.config.layer_types = [model.config.layer_types[i] for i in kept]
         staging = target.with_name(target.name + ".staging")
         shutil.rmtree(staging, ignore_errors=True)
         model.save_pretrained(staging)

@@ -211,3 +211,30 @@ def test_non_finite_difficulties_are_counted_and_never_selected(tmp_path, data_r
     assert sorted(runner.store.read_table("selection").column("record_id").to_pylist()) == ["d2", "d4"]
     report = (runner.store.files_dir("selection") / "selection.md").read_text(encoding="utf-8")
     assert "non-finite difficulty (excluded): 3" in report
+
+
+def test_heldout_records_are_never_selected(tmp_path, data_root, tiny_model_dir):
+    """evaluation.heldout takes its records out of the pool before any selection method sees them."""
+    from compeffdist.evaluation.heldout import is_heldout
+
+    table = pa.Table.from_pylist(
+        [{"record_id": f"h{i}", "difficulty": float(i), "difficulty_metric": "rank", "truncated": False,
+          "cluster_id": 0, "template_id": "t0", "kind": "analysis"} for i in range(40)]
+    )  # fmt: skip
+    stages = [Stage(name="difficulty", run=lambda ctx: StageOutput(table=table)), DIFFICULTY_STAGES[1]]
+    payload = _config(tmp_path, data_root, tiny_model_dir).model_dump(mode="json")
+    payload["selection"] = {"method": "random", "scope": "full", "rate": 1.0}
+    payload["evaluation"] = {"heldout": {"fraction": 0.25, "seed": 1}}
+    config = JobConfig.model_validate(payload)
+    runner = Runner(config, stages)
+    runner.run()
+    heldout = {f"h{i}" for i in range(40) if is_heldout(f"h{i}", config.evaluation.heldout)}
+    selected = set(runner.store.read_table("selection").column("record_id").to_pylist())
+    assert heldout and not heldout & selected and selected | heldout == {f"h{i}" for i in range(40)}
+    manifest = runner.store.manifest("selection")
+    assert manifest.counts["heldout"] == len(heldout) and manifest.counts["pool"] == 40 - len(heldout)
+    # Another held-out split makes the selection stale; an evaluation setting outside the split does not.
+    config.evaluation.limit = 3
+    assert runner.state(stages[1]).state == "done"
+    config.evaluation.heldout.seed = 2
+    assert runner.state(stages[1]).state == "stale"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from compeffdist.cli import main
@@ -50,8 +52,34 @@ def test_cli_evaluate_rejects_bad_arguments(tmp_path, data_root, capsys, monkeyp
     assert "two models are labelled 'a'" in capsys.readouterr().err
 
 
+HELDOUT_ANSWERS = [
+    ("positive", "Great food and friendly staff."), ("negative", "Cold fries, rude waiter."),
+    ("positive", "Loved every minute."), ("neutral", "It was a restaurant."),
+]  # fmt: skip
+
+
+def fake_responses(ctx: StageContext) -> StageOutput:
+    """Teacher-labeled records as the responses stage publishes them: classification and analysis kinds."""
+    from compeffdist.chat import MESSAGES_TYPE, user_turn
+
+    rows = []
+    for i in range(24):
+        label, text = HELDOUT_ANSWERS[i % len(HELDOUT_ANSWERS)]
+        kind = "classification" if i % 3 else "analysis"
+        instruction = f"Classify the sentiment.\n\nInput: {text}\nOutput:"
+        response = label if kind == "classification" else f"The text reads as {label}: {text}"
+        rows.append({"record_id": f"rec{i:03d}", "kind": kind, "instruction": instruction,
+                     "messages": user_turn(instruction), "response": "" if i == 5 else response,
+                     "error": None})  # fmt: skip
+    schema = pa.schema([("record_id", pa.string()), ("kind", pa.string()), ("instruction", pa.string()),
+                        ("messages", MESSAGES_TYPE), ("response", pa.string()), ("error", pa.string())])  # fmt: skip
+    return StageOutput(table=pa.Table.from_pylist(rows, schema=schema))
+
+
 def test_evaluation_stage_runs_on_ray(tmp_path, data_root, tiny_model_dir, ray_local):
     from helpers import tiny_config
+
+    from compeffdist.evaluation.heldout import is_heldout
 
     def fake_training(ctx: StageContext) -> StageOutput:
         shutil.copytree(tiny_model_dir, ctx.files_dir / "model")
@@ -62,10 +90,12 @@ def test_evaluation_stage_runs_on_ray(tmp_path, data_root, tiny_model_dir, ray_l
     payload = tiny_config(
         tmp_path, data_root, tiny_model_dir,
         evaluation={"datasets": ["sc/twitter", "absa/acsa_rest16"], "limit": 2, "seeds": [42],
-                    "models": ["student", "base_student"], "max_new_tokens": 16},
+                    "models": ["student", "base_student"], "max_new_tokens": 16, "bootstrap_resamples": 200,
+                    "heldout": {"fraction": 0.5, "seed": 3}, "agreement_max_new_tokens": 8},
     )  # fmt: skip
-    stages = [Stage(name="training", run=fake_training), *EVALUATION]
-    runner = Runner(JobConfig.model_validate(payload), stages)
+    stages = [Stage(name="training", run=fake_training), Stage(name="responses", run=fake_responses), *EVALUATION]
+    config = JobConfig.model_validate(payload)
+    runner = Runner(config, stages)
     runner.run()
     manifest = runner.store.manifest("evaluation")
     assert manifest.counts["evaluations"] == 4
@@ -73,7 +103,27 @@ def test_evaluation_stage_runs_on_ray(tmp_path, data_root, tiny_model_dir, ray_l
     assert set(manifest.extra["overall"]) == {"student", "base_student"}
     table = runner.store.read_table("evaluation").to_pylist()
     assert {r["model"] for r in table} == {"student", "base_student"}
+    assert all(len(r["f1_replicates"]) == 200 for r in table)
     files = runner.store.files_dir("evaluation")
     assert (files / "evaluation.md").is_file() and (files / "results.json").is_file()
+    assert "[" in (files / "evaluation.md").read_text() and "±" not in (files / "evaluation.md").read_text()
+
+    # Held-out records: exactly the hash split's usable ones (rec005 has an empty answer), scored for each model.
+    expected = {f"rec{i:03d}" for i in range(24) if i != 5 and is_heldout(f"rec{i:03d}", config.evaluation.heldout)}
+    heldout = pq.read_table(files / "heldout_agreement.parquet").to_pylist()
+    assert expected and {r["record_id"] for r in heldout} == expected
+    assert manifest.counts["heldout_records"] == len(expected)
+    for row in heldout:
+        assert row["nll"] > 0 and row["tokens"] > 0
+        if row["kind"] == "classification":
+            assert row["teacher_label"] in {"positive", "negative", "neutral"} and row["model_answer"] is not None
+        else:
+            assert row["teacher_label"] is None
+    # The same weights under two labels: identical NLL, a zero difference that the CI cannot exclude.
+    by_model = {(r["model"], r["record_id"]): r["nll"] for r in heldout}
+    assert all(by_model[("student", rid)] == pytest.approx(by_model[("base_student", rid)]) for rid in expected)
+    headline = manifest.extra["headline"]
+    assert headline.startswith(f"On {len(expected)} held-out teacher-labeled records") and "includes 0" in headline
+    assert "Trained student − base student" in (files / "teacher_agreement.md").read_text()
     # A second run is free: the stage is up to date.
-    assert runner.state(stages[1]).state == "done"
+    assert runner.state(stages[2]).state == "done"

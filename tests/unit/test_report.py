@@ -38,3 +38,17 @@ def test_report_has_stage_table_cost_and_stage_files(tmp_path):
     assert "### Difficulty" in text and "mean score 0.42" in text
     image = f"difficulty/{published.version}/files/histogram.png"
     assert f"![difficulty: histogram]({image})" in text and (tmp_path / "run" / image).is_file()
+
+
+def test_a_stage_headline_opens_the_report(tmp_path):
+    store = ArtifactStore(tmp_path / "run")
+    sentence = "On 40 held-out records the trained student is closer to its teacher than its base."
+    store.commit(Manifest("evaluation", "h", {}, 1, extra={"headline": sentence}), pa.table({"x": [1]}))
+    accounting = {
+        "totals": {"prompt_tokens": 0, "output_tokens": 0, "requests": 0, "actor_seconds": 0.0, "gpu_hours": 0.0},
+        "projection": {"gpu_type": "H100", "assumed_output_tokens_per_gpu_second": 1.0,
+                       "assumed_prompt_tokens_per_gpu_second": 1.0, "gpu_hours": 0.0, "usd": None},
+    }  # fmt: skip
+    text = write_report(store, ["pool", "evaluation"], accounting, "t2").read_text()
+    assert text.index(sentence) < text.index("## Stages")
+    assert f"**evaluation:** {sentence}" in text
