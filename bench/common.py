@@ -33,3 +33,32 @@ def write_results(
     settings = ", ".join(f"{k}={v}" for k, v in context.items())
     (RESULTS / f"{name}.md").write_text(f"## {name}\n\n{settings}\n\n{table}\n")
     print(table)
+
+
+def seed_folder(source: Path, target: Path, stages: list[str]) -> None:
+    """Copy finished stage artifacts into a new run folder (their manifests stay valid there)."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for stage in stages:
+        if not (target / stage).exists():
+            shutil.copytree(source / stage, target / stage)
+
+
+def run_pipeline(config_path: Path, overrides: dict[str, Any], until: str | None = None) -> Any:
+    """Run (or resume) the pipeline of `config_path` with `overrides` up to `until`; returns the Runner."""
+    from compeffdist.config import load_config
+    from compeffdist.pipeline import Runner
+    from compeffdist.raysession import ensure_ray
+
+    config = load_config(config_path, overrides)
+    ensure_ray(config.ray)
+    runner = Runner(config)
+    runner.run(until=until)
+    return runner
+
+
+def stages_until(runner: Any, last: str) -> list[str]:
+    """Names of the runner's stages up to and including `last`."""
+    names = [s.name for s in runner.stages]
+    return names[: names.index(last) + 1]
