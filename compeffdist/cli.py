@@ -82,7 +82,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from compeffdist.preflight import check_stage_names, preflight
 
     config = _load(args.config, args.set)
-    names = [stage.name for stage in all_stages()]
+    names = [stage.name for stage in all_stages(config)]
     findings = check_stage_names(names, args.until, args.only, args.force) + preflight(config, with_lease=True)
     for finding in findings:
         print(f"{'ok' if finding.ok else 'PROBLEM':<8} {finding}")
@@ -140,7 +140,7 @@ def _preflight_run(config: JobConfig, args: argparse.Namespace) -> int:
     from compeffdist.pipeline import all_stages
     from compeffdist.preflight import check_stage_names, preflight
 
-    names = [stage.name for stage in all_stages()]
+    names = [stage.name for stage in all_stages(config)]
     findings = check_stage_names(names, args.until, args.only, args.force)
     if not findings and not args.no_preflight:
         findings = preflight(config)

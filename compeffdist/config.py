@@ -298,11 +298,69 @@ class InstructionsConfig(StrictModel):
     )
 
 
+class AnswerFile(StrictModel):
+    """A file of teacher answers a user already has (their own, or the paper's released 50k sets)."""
+
+    path: Path = Field(strict=False, description="The file (relative to the config file).")
+    format: TextFormat | None = Field(
+        None,
+        validate_default=True,
+        description="jsonl, json, csv, tsv or parquet (records with named fields). None: from the extension.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format_known(cls, value: TextFormat | None, info: ValidationInfo) -> TextFormat | None:
+        path = info.data.get("path")
+        found = format_of(path) if value is None and path is not None else value
+        if found == "text":
+            raise ValueError("teacher answers need records with named fields (jsonl, json, csv, tsv, parquet)")
+        return found
+
+
+class ImportConfig(StrictModel):
+    """Start from teacher-labeled data: the `responses` stage reads these files instead of asking a teacher.
+
+    Instruction construction, the pool and records are skipped; difficulty, selection, training and
+    evaluation run as usual. In-prompt selection groups records by (cluster, task) as the official
+    sampler does: analysis records by their prompt (the instruction before "Input:").
+    """
+
+    files: list[AnswerFile] = Field(min_length=1, description="Answer files, read in order.")
+    instruction_field: str = Field("instruction", description="Field holding the full user turn.")
+    response_field: str = Field("output", description="Field holding the teacher's answer.")
+    id_field: str | None = Field(
+        None, description="Field holding a record id; None: the id hashes (instruction, response)."
+    )
+    cluster_field: str | None = Field(
+        "selected_cluster_id", description="Field with the perspective cluster (optional per row; default 0)."
+    )
+    task_field: str | None = Field(
+        "task_name", description="Field with the task name (optional per row; 'analysis' groups by prompt)."
+    )
+    teacher: str = Field("imported", description="The teacher's name recorded in manifests and reports.")
+
+
 class LabelingConfig(StrictModel):
+    """Which (instruction, user text) records the teacher labels, and how it decodes."""
+
     records: int = Field(50_000, ge=1, description="Pool size: (template, text) pairs sent to the teacher.")
     analysis_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Share of analysis prompts vs task prompts.")
-    demos_shown: int = Field(2, ge=0)
-    sampling: SamplingConfig = SamplingConfig(temperature=0.0, max_tokens=1024)
+    demos_shown: int = Field(2, ge=0, description="Demonstrations shown in each task prompt.")
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=0.0, max_tokens=1024),
+        description="Teacher decoding for labeling (greedy by default).",
+    )
+    imported: ImportConfig | None = Field(
+        None, description="Teacher answers to start from instead of labeling (see ImportConfig)."
+    )
 
 
 class DifficultyConfig(StrictModel):
@@ -546,7 +604,8 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
         value = run.get(key)
         if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
             run[key] = str((base / value).resolve())
-    for source in (raw.get("pool") or {}).get("files") or []:
+    imported = (raw.get("labeling") or {}).get("imported") or {}
+    for source in [*((raw.get("pool") or {}).get("files") or []), *(imported.get("files") or [])]:
         if isinstance(source, dict) and isinstance(source.get("path"), str):
             source["path"] = str((base / source["path"]).resolve())
 

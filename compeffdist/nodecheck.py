@@ -113,7 +113,7 @@ def node_types(config: JobConfig, stage_names: Iterable[str] | None = None) -> l
 
     wanted = None if stage_names is None else set(stage_names)
     stages_of: dict[str, list[str]] = {}
-    for stage in all_stages():
+    for stage in all_stages(config):
         if wanted is not None and stage.name not in wanted:
             continue
         for role, section in ROLE_SECTIONS.items():
