@@ -150,6 +150,7 @@ def _preflight_run(config: JobConfig, args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from compeffdist.failures import StageFailed
     from compeffdist.lease import LeaseLost, OutputBusy
+    from compeffdist.nodecheck import NodeCheckError
     from compeffdist.pipeline import Runner
     from compeffdist.preflight import check_only_inputs
 
@@ -173,19 +174,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StageFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STAGE_FAILED
+    except NodeCheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 
 def _run_stages(runner: Runner, args: argparse.Namespace) -> None:
     """Start Ray, run the selected stages, and always print the summary and write the report."""
     from compeffdist.accounting import write_accounting
-    from compeffdist.raysession import ensure_ray
+    from compeffdist.raysession import ensure_ray, joins_cluster
     from compeffdist.report import write_report
 
     config = runner.config
     selected = runner.select(args.until, args.only)
     print(redact_text(f"run {config.run.name}: {len(selected)} stage(s) -> {config.run.output_dir}"), file=sys.stderr)
     ensure_ray(config.ray)
+    if joins_cluster(config.ray) and not args.no_preflight:
+        from compeffdist.nodecheck import check_nodes
+
+        # Seconds per node type, instead of a missing package or GPU surfacing hours in at the stage that needs it.
+        check_nodes(config, [s.name for s in selected], log=lambda line: print(line, file=sys.stderr))
     try:
         runner.run(until=args.until, only=args.only, force=args.force)
     finally:

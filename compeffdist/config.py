@@ -95,12 +95,20 @@ class ModelSpec(StrictModel):
     derive_layers: int | None = Field(
         None, ge=1, description="Build a smaller model from `name` keeping its first N decoder layers."
     )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    trust_remote_code: bool = False
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights' dtype; auto: bfloat16 on GPUs, float32 on CPUs."
+    )
+    trust_remote_code: bool = Field(False, description="Allow the model's own code from its folder or hub repo.")
     chat_template_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Passed to apply_chat_template, e.g. {enable_thinking: false} for Qwen3."
     )
     attn_implementation: str | None = Field(None, description="e.g. 'eager' for Gemma-3.")
+    parameters_b: float | None = Field(
+        None,
+        gt=0,
+        description="Billions of parameters, for the GPU fit check when the model is neither a local folder nor "
+        "named with its size (e.g. '...-70B-Instruct').",
+    )
 
 
 class ModelsConfig(StrictModel):
@@ -525,7 +533,12 @@ class EvaluationConfig(StrictModel):
 class AccountingConfig(StrictModel):
     """How token counts turn into a GPU-hour estimate for a GPU type you might run on."""
 
-    gpu_type: str = "H100-80GB"
+    gpu_type: str = Field(
+        "H100-80GB", description="The GPU the cluster runs on; its memory (the 'NNGB' in the name) sizes the fit check."
+    )
+    gpu_memory_gb: float | None = Field(
+        None, gt=0, description="Memory of one GPU; None: read from gpu_type (e.g. 'A100-40GB' -> 40)."
+    )
     output_tokens_per_gpu_second: float = Field(
         400.0, gt=0, description="Teacher decode throughput per GPU on gpu_type (measure yours with bench/)."
     )
@@ -534,7 +547,7 @@ class AccountingConfig(StrictModel):
         gt=0,
         description="Forward-only (prefill) throughput per GPU, for stages that generate nothing (difficulty scoring).",
     )
-    gpu_hour_usd: float | None = Field(None, ge=0)
+    gpu_hour_usd: float | None = Field(None, ge=0, description="Price of a GPU-hour, for a cost line in the report.")
 
 
 class JobConfig(StrictModel):
@@ -552,6 +565,13 @@ class JobConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     accounting: AccountingConfig = AccountingConfig()
+
+    @model_validator(mode="after")
+    def _models_fit_their_gpus(self) -> JobConfig:
+        problems = [problem for problem in (_misfit(self, *use) for use in _model_uses(self)) if problem]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def seed_of(self, section: str) -> int:
         """The seed a section runs with: its own `seed` if set (selection, training), else `run.seed`."""
@@ -572,6 +592,53 @@ class JobConfig(StrictModel):
         """
         payload = {p: identity(self.section(p)) for p in sorted(dotted_paths)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _model_uses(config: JobConfig) -> list[tuple[str, ModelSpec]]:
+    """(engine section, model) pairs a run loads: each evaluated model on the engine sized for it."""
+    uses = [("engines.evaluation", config.models.student)]
+    scorer = config.difficulty.proxy if config.difficulty.scorer == "proxy" else config.models.student
+    uses.append(("engines.scorer", scorer))  # type: ignore[arg-type]
+    if config.labeling.imported is None or "teacher" in config.evaluation.models:
+        uses.append(("engines.teacher", config.models.teacher))
+    return uses
+
+
+def _misfit(config: JobConfig, section: str, model: ModelSpec) -> str | None:
+    """Why `model` does not fit the GPUs `section` gives it, or None (it fits, runs on CPU, or its size is unknown)."""
+    from compeffdist.fit import estimate_fit, gpu_memory_gb, parameters_from_folder, parameters_from_name
+
+    engine: EngineConfig = config.section(section)
+    resources = engine.resources
+    gpus = resources.gpus_per_replica if engine.backend == "vllm" else resources.num_gpus_per_actor
+    if not gpus or resources.num_gpus_per_actor == 0:
+        return None
+    accounting = config.accounting
+    memory = accounting.gpu_memory_gb or gpu_memory_gb(accounting.gpu_type)
+    if memory is None:
+        return f"accounting.gpu_type {accounting.gpu_type!r} does not name its memory: set accounting.gpu_memory_gb"
+    parameters, source = None, ""
+    if Path(model.name).is_dir():
+        parameters, source = parameters_from_folder(Path(model.name), model.derive_layers), "its config.json"
+    if parameters is None and model.parameters_b is not None:
+        parameters, source = model.parameters_b, "parameters_b"
+    if parameters is None and model.derive_layers is None:
+        parameters, source = parameters_from_name(model.name), "its name"
+    if parameters is None:
+        return None
+    dtype = "bfloat16" if model.dtype == "auto" else model.dtype
+    utilization = (
+        float(resources.vllm_engine_kwargs.get("gpu_memory_utilization", 0.9)) if engine.backend == "vllm" else 1.0
+    )
+    fit = estimate_fit(parameters, dtype, gpus, memory, utilization, source)
+    if fit.fits:
+        return None
+    return (
+        f"{section}: {model.name} needs about {fit.weights_gb:g} GB for its weights ({parameters:g}B parameters "
+        f"from {source}, {dtype}) but {section} gives it {gpus:g} x {memory:g} GB ({accounting.gpu_type}) x "
+        f"{utilization:g} = {fit.budget_gb:g} GB: raise {section}.resources.tensor_parallel_size and "
+        "num_gpus_per_actor, or use GPUs with more memory"
+    )
 
 
 def identity(value: Any) -> Any:
@@ -615,8 +682,12 @@ def format_validation_error(path: Path, error: ValidationError, overrides: dict[
     overrides = overrides or {}
     lines = [f"{path}: {error.error_count()} problem(s) in the config{' or its --set values' if overrides else ''}"]
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        where = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ") + _type_hint(item)
+        if not where:  # a rule across sections (the GPU fit check): its message names the fields itself
+            given = ", ".join(f"--set {key}={_shown(value)}" for key, value in overrides.items())
+            lines.append(f"  {message}" + (f" (with {given})" if given else ""))
+            continue
         if item["type"] == "extra_forbidden":
             message = "unknown field (not in the config schema)"
         given = next((key for key in overrides if where == key or where.startswith(key + ".")), None)

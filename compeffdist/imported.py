@@ -24,7 +24,7 @@ from compeffdist.labeling import ANALYSIS, RECORD_SCHEMA
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 RESPONSE_SCHEMA = pa.schema(list(RECORD_SCHEMA) + list(RESULT_SCHEMA))
-ROWS_PER_PART = 20_000
+ROWS_PER_PART = 4096  # rows buffered in the driver before a part is written: bounded, whatever the file size
 INPUT_MARK = "\n\nInput:"
 
 

@@ -75,7 +75,9 @@ def build_records(ctx: StageContext) -> StageOutput:
     templates = ctx.read("templates").to_pylist()
     texts = ctx.read("pool", columns=["text_id", "domain", "text"])
     if not templates:
-        raise RuntimeError("no instruction templates: the templates stage produced nothing to label with")
+        from compeffdist.failures import StageFailed
+
+        raise StageFailed("no instruction templates: the templates stage produced nothing to label with")
     rng = random.Random(ctx.config.run.seed)
     by_group: dict[str, dict[int, list[dict[str, Any]]]] = {"analysis": defaultdict(list), "task": defaultdict(list)}
     for template in sorted(templates, key=lambda t: t["template_id"]):

@@ -7,6 +7,11 @@ import os
 from compeffdist.config import RayConfig
 
 
+def joins_cluster(config: RayConfig) -> bool:
+    """Whether the run joins an existing cluster (`ray.address`, or RAY_ADDRESS under `ray job submit`)."""
+    return bool(config.address or os.environ.get("RAY_ADDRESS"))
+
+
 def ensure_ray(config: RayConfig) -> None:
     """Initialize Ray if it is not running yet; inside a Ray job this joins the job's cluster."""
     import ray
@@ -16,9 +21,8 @@ def ensure_ray(config: RayConfig) -> None:
     # Quiet per-task progress bars; the pipeline prints its own progress lines.
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     kwargs: dict[str, object] = {"include_dashboard": config.include_dashboard, "log_to_driver": config.log_to_driver}
-    address = config.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        kwargs["address"] = address
+    if joins_cluster(config):
+        kwargs["address"] = config.address or os.environ["RAY_ADDRESS"]
     else:
         if config.num_cpus is not None:
             kwargs["num_cpus"] = config.num_cpus

@@ -31,6 +31,7 @@ from compeffdist.stage import StageContext
 from compeffdist.storage import Location
 
 SHARDS = "shards"
+EXPECTED_ROWS = "_expected_rows.json"  # beside the shards: how many rows the map has in all (`status` shows N of M)
 MAX_BLOCKS = 1000
 # Reading parts and filtering ids are light. They reserve no CPU, so an actor pool that holds every core
 # (2 one-CPU actors, or one two-CPU actor, on a 2-core machine) cannot starve its own input and deadlock.
@@ -150,6 +151,7 @@ def source_dataset(
         dataset = ray.data.from_items(indexes, override_num_blocks=max(1, len(source))).map_batches(
             _read_parts, fn_kwargs={"parts": source}, batch_size=1, batch_format="pyarrow", num_cpus=IO_TASK_CPUS
         )
+    (shard_dir / EXPECTED_ROWS).write_text(json.dumps({"rows": total}))
     if len(done):
         ctx.log(f"resuming: {len(done)} of {total} rows already in shards, {total - len(done)} to go")
         dataset = dataset.map_batches(
