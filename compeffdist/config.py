@@ -73,10 +73,17 @@ class RunConfig(StrictModel):
 
 
 class RayConfig(StrictModel):
+    """How the run starts or joins Ray; none of it changes a stage's output."""
+
     address: str | None = Field(None, description="None starts a local Ray; 'auto' joins a cluster.")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (None: all).")
-    num_gpus: int | None = Field(None, ge=0)
-    include_dashboard: bool = False
+    num_gpus: int | None = Field(None, ge=0, description="GPUs for a local Ray (None: all it finds).")
+    include_dashboard: bool = Field(False, description="Start Ray's dashboard with a local Ray.")
+    verbose: bool = Field(
+        False,
+        description="Show Ray's own INFO lines in the console (Ray Data's execution plans and timings); off: "
+        "one progress line per update and Ray's warnings and errors only.",
+    )
     log_to_driver: bool = Field(
         True,
         description="Stream actor and worker logs to this terminal; false keeps them in Ray's session logs only "

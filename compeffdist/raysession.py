@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from compeffdist.config import RayConfig
+
+# Ray Data says this once per dataset at WARNING level although the pipeline turned the bars off on purpose.
+QUIET_MESSAGES = ("Progress bars disabled",)
+
+
+class _DropKnownNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in QUIET_MESSAGES)
+
+
+NOISE_FILTER = _DropKnownNoise()
 
 
 def joins_cluster(config: RayConfig) -> bool:
@@ -29,6 +41,19 @@ def ensure_ray(config: RayConfig) -> None:
         if config.num_gpus is not None:
             kwargs["num_gpus"] = config.num_gpus
     ray.init(**kwargs)
+    quiet_ray_logs(config.verbose)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+def quiet_ray_logs(verbose: bool) -> None:
+    """Unless `verbose`, keep Ray Data's INFO lines (plans, per-dataset timings) out of the console."""
+    if verbose:
+        return
+    for name in ("ray.data", "ray.llm"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        for target in (logger, *logger.handlers):
+            if NOISE_FILTER not in target.filters:
+                target.addFilter(NOISE_FILTER)
