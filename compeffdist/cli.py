@@ -273,6 +273,18 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from compeffdist.config_reference import render
+
+    text = render(JobConfig)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compeffdist", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -311,6 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("config-reference", help="every config field with its type, default and description (markdown)")
+    p.add_argument("--out", help="write it to this file (docs/config.md) instead of printing it")
+    p.set_defaults(func=cmd_config_reference)
 
     p = sub.add_parser("evaluate", help="evaluate one or more models on SentiBench, side by side")
     p.add_argument("--model", required=True, action="append", help="HF folder or hub id, or LABEL=PATH; repeatable")
