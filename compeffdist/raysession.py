@@ -41,6 +41,8 @@ def ensure_ray(config: RayConfig) -> None:
         if config.num_gpus is not None:
             kwargs["num_gpus"] = config.num_gpus
     ray.init(**kwargs)
+    import ray.data  # configures Ray Data's loggers on import: quiet them afterwards, or the import undoes it
+
     quiet_ray_logs(config.verbose)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
