@@ -8,13 +8,13 @@ rejected, unless instructions.keep_unstandardized_tasks keeps it as the teacher 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
 import pyarrow as pa
 
 from compeffdist.instructions import ids, prompts
-from compeffdist.instructions.clusters import dumps
 from compeffdist.instructions.filters import (
     NearDuplicateFilter,
     clean_demos,
@@ -75,7 +75,13 @@ def standardize_tasks(ctx: StageContext) -> StageOutput:
         if task is None and not cfg.keep_unstandardized_tasks:
             # The standardization answer itself is already rejected by ask_teacher; this records the task's fate.
             task_drops["unstandardized"] += 1
-            ctx.reject("teacher", idea["task_id"], "task", "task never standardized: dropped", dumps(stated))
+            ctx.reject(
+                "teacher",
+                idea["task_id"],
+                "task",
+                "task never standardized: dropped",
+                json.dumps(stated, ensure_ascii=False, sort_keys=True),
+            )
             continue
         name = task.task_name if task else idea["task_name"]
         description = task.task_description if task else idea["task_description"]

@@ -84,7 +84,7 @@ def _perspectives(ctx: StageContext) -> StageOutput:
 
 
 def _run(tmp_path, monkeypatch, **instructions) -> Runner:
-    generate_in_process(monkeypatch, ScriptedEngine(scripted_answer))
+    maps = generate_in_process(monkeypatch, ScriptedEngine(scripted_answer))
     config = JobConfig.model_validate(
         {
             "run": {"output_dir": str(tmp_path / "run"), "data_root": str(tmp_path)},
@@ -106,6 +106,8 @@ def _run(tmp_path, monkeypatch, **instructions) -> Runner:
     ]
     runner = Runner(config, stages)
     runner.run()
+    # One teacher pool per teacher stage (analysis_prompts, task_ideas, tasks, demos), re-asks included.
+    assert maps.maps == 4
     return runner
 
 
