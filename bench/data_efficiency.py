@@ -88,7 +88,7 @@ def main() -> None:
     common: dict[str, Any] = {
         **parse_overrides(args.set),
         "labeling.records": args.records,
-        "selection.strategy": "inprompt",
+        "selection.scope": "inprompt",
         "selection.mode": "exact",
         "selection.rate": args.rate,
         "evaluation": evaluation,

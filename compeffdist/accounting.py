@@ -7,6 +7,7 @@ from typing import Any
 
 from compeffdist.artifacts import ArtifactStore
 from compeffdist.config import JobConfig
+from compeffdist.redact import redact_text
 
 ACCOUNTING_FILE = "accounting.json"
 
@@ -61,5 +62,5 @@ def build_accounting(config: JobConfig, store: ArtifactStore, stage_names: list[
 
 def write_accounting(config: JobConfig, store: ArtifactStore, stage_names: list[str]) -> dict[str, Any]:
     report = build_accounting(config, store, stage_names)
-    (store.root / ACCOUNTING_FILE).write_text(json.dumps(report, indent=2, sort_keys=True))
+    (store.root / ACCOUNTING_FILE).write_text(redact_text(json.dumps(report, indent=2, sort_keys=True)))
     return report

@@ -22,12 +22,14 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from compeffdist.redact import redact_text
 from compeffdist.storage import Location
 
 MANIFEST = "manifest.json"
@@ -79,7 +81,8 @@ class Manifest:
         return {key: sum(int(u.get(key, 0)) for u in usage) for key in ("prompt_tokens", "output_tokens", "requests")}
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "fingerprint": self.fingerprint}, indent=2, sort_keys=True)
+        """The manifest as written: credentials in model URIs or extras are redacted (the fingerprint is not)."""
+        return redact_text(json.dumps({**asdict(self), "fingerprint": self.fingerprint}, indent=2, sort_keys=True))
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
@@ -188,8 +191,13 @@ class ArtifactStore:
         files_from: Path | None = None,
         started: float | None = None,
         rows_per_part: int = ROWS_PER_PART,
+        fence: Callable[[], None] | None = None,
     ) -> Manifest:
-        """Publish a stage's output: data into a new version folder, then the manifest, then old versions go."""
+        """Publish a stage's output: data into a new version folder, then the manifest, then old versions go.
+
+        `fence` runs right before the manifest write (the commit point) and raises to stop the publish,
+        e.g. when this run no longer holds the output's lease; the unpublished version folder is removed later.
+        """
         stage_dir = self.stage_dir(manifest.stage)
         manifest.version = f"v{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         data = stage_dir / manifest.version
@@ -214,6 +222,8 @@ class ArtifactStore:
         if started is not None:
             manifest.wall_time_s = round(time.time() - started, 3)
         manifest.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if fence is not None:
+            fence()
         (stage_dir / MANIFEST).write_text(manifest.to_json())
         for old in stage_dir.list_dirs():
             if old.name != manifest.version:

@@ -14,15 +14,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from compeffdist.data.textio import SUFFIX_FORMATS, TextFormat, format_of
 
 DATA_ROOT_ENV = "COMPEFFDIST_DATA_ROOT"
 
 
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are rejected."""
+    """Base for every config section: unknown keys are rejected, and values are never coerced.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    `strict=True`: `true` is not 1 and `"100"` is not a number. Fields whose YAML form is another type
+    (paths from strings, tuples from lists) opt out one by one with `Field(strict=False)`.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+
+
+class LeaseConfig(StrictModel):
+    """The run's lease on its output_dir: one writer at a time, a dead writer's lease taken over."""
+
+    heartbeat_s: float = Field(10.0, gt=0, description="Seconds between the running driver's lease refreshes.")
+    stale_after_beats: int = Field(
+        6,
+        ge=2,
+        description="A lease whose holder missed this many heartbeats is stale and taken over by the next run "
+        "(at once when the holder was on this host and its process is gone).",
+    )
 
 
 class RunConfig(StrictModel):
@@ -34,9 +52,11 @@ class RunConfig(StrictModel):
     )
     data_root: Path = Field(
         Path("../shared/data/sentibench"),
+        strict=False,  # a YAML string
         description=f"SentiBench folder; the {DATA_ROOT_ENV} environment variable overrides it.",
     )
     seed: int = 42
+    lease: LeaseConfig = Field(default_factory=LeaseConfig, description="One writer per output_dir.")
 
     @field_validator("data_root")
     @classmethod
@@ -187,11 +207,20 @@ class EnginesConfig(StrictModel):
 
 
 class TextFileSource(StrictModel):
-    """A user-supplied file of texts: .jsonl, .json (list) or .txt (one text per line)."""
+    """A user-supplied file of texts, read by its format; only the text column enters the pool."""
 
-    path: Path
-    text_field: str = "text"
-    domain: str = "custom"
+    path: Path = Field(strict=False, description="The file (relative to the config file).")
+    format: TextFormat | None = Field(
+        None,
+        validate_default=True,
+        description="jsonl, json (a list of records or strings, or an object holding one), csv/tsv (header row), "
+        "parquet, or text (one text per line). None: from the extension "
+        f"({', '.join(sorted(SUFFIX_FORMATS))}).",
+    )
+    text_field: str = Field(
+        "text", description="The record field (JSON/JSONL) or column (CSV/TSV/Parquet) holding the text."
+    )
+    domain: str = Field("custom", description="Domain name of these texts in the pool.")
 
     @field_validator("path")
     @classmethod
@@ -199,6 +228,12 @@ class TextFileSource(StrictModel):
         if not value.is_file():
             raise ValueError(f"file {str(value)!r} does not exist")
         return value
+
+    @field_validator("format")
+    @classmethod
+    def _format_known(cls, value: TextFormat | None, info: ValidationInfo) -> TextFormat | None:
+        path = info.data.get("path")  # absent when the path itself failed
+        return format_of(path) if value is None and path is not None else value
 
 
 class PoolConfig(StrictModel):
@@ -263,11 +298,69 @@ class InstructionsConfig(StrictModel):
     )
 
 
+class AnswerFile(StrictModel):
+    """A file of teacher answers a user already has (their own, or the paper's released 50k sets)."""
+
+    path: Path = Field(strict=False, description="The file (relative to the config file).")
+    format: TextFormat | None = Field(
+        None,
+        validate_default=True,
+        description="jsonl, json, csv, tsv or parquet (records with named fields). None: from the extension.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: Path) -> Path:
+        if not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format_known(cls, value: TextFormat | None, info: ValidationInfo) -> TextFormat | None:
+        path = info.data.get("path")
+        found = format_of(path) if value is None and path is not None else value
+        if found == "text":
+            raise ValueError("teacher answers need records with named fields (jsonl, json, csv, tsv, parquet)")
+        return found
+
+
+class ImportConfig(StrictModel):
+    """Start from teacher-labeled data: the `responses` stage reads these files instead of asking a teacher.
+
+    Instruction construction, the pool and records are skipped; difficulty, selection, training and
+    evaluation run as usual. In-prompt selection groups records by (cluster, task) as the official
+    sampler does: analysis records by their prompt (the instruction before "Input:").
+    """
+
+    files: list[AnswerFile] = Field(min_length=1, description="Answer files, read in order.")
+    instruction_field: str = Field("instruction", description="Field holding the full user turn.")
+    response_field: str = Field("output", description="Field holding the teacher's answer.")
+    id_field: str | None = Field(
+        None, description="Field holding a record id; None: the id hashes (instruction, response)."
+    )
+    cluster_field: str | None = Field(
+        "selected_cluster_id", description="Field with the perspective cluster (optional per row; default 0)."
+    )
+    task_field: str | None = Field(
+        "task_name", description="Field with the task name (optional per row; 'analysis' groups by prompt)."
+    )
+    teacher: str = Field("imported", description="The teacher's name recorded in manifests and reports.")
+
+
 class LabelingConfig(StrictModel):
+    """Which (instruction, user text) records the teacher labels, and how it decodes."""
+
     records: int = Field(50_000, ge=1, description="Pool size: (template, text) pairs sent to the teacher.")
     analysis_ratio: float = Field(0.5, ge=0.0, le=1.0, description="Share of analysis prompts vs task prompts.")
-    demos_shown: int = Field(2, ge=0)
-    sampling: SamplingConfig = SamplingConfig(temperature=0.0, max_tokens=1024)
+    demos_shown: int = Field(2, ge=0, description="Demonstrations shown in each task prompt.")
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=0.0, max_tokens=1024),
+        description="Teacher decoding for labeling (greedy by default).",
+    )
+    imported: ImportConfig | None = Field(
+        None, description="Teacher answers to start from instead of labeling (see ImportConfig)."
+    )
 
 
 class DifficultyConfig(StrictModel):
@@ -312,12 +405,31 @@ class DifficultyConfig(StrictModel):
 
 
 class SelectionConfig(StrictModel):
-    method: Literal["soft", "hard", "random"] = "soft"
-    strategy: Literal["inprompt", "full"] = "inprompt"
-    rate: float = Field(0.1, gt=0.0, le=1.0)
+    """Difficulty-prioritized sampling of the training subset (METHOD.md §3.2)."""
+
+    method: Literal["soft", "hard", "random"] = Field(
+        "soft",
+        description="soft: the paper's tent-curve sampling favouring hard records; hard: the hardest fraction; "
+        "random: a uniform sample of the same size.",
+    )
+    scope: Literal["inprompt", "full"] = Field(
+        "inprompt",
+        description="inprompt: sample within each instruction template (the paper); full: one global pool.",
+    )
+    rate: float = Field(0.1, gt=0.0, le=1.0, description="Fraction of the scored records to keep (the paper: 0.1).")
     a: float = Field(1.0, gt=0.0, le=1.0, description="Quantile where the soft sampler's tent curve peaks.")
-    mode: Literal["bernoulli", "exact"] = "bernoulli"
+    mode: Literal["bernoulli", "exact"] = Field(
+        "bernoulli",
+        description="bernoulli: independent draws (the paper); exact: systematic sampling with the expected size.",
+    )
     seed: int | None = Field(None, description="Sampling seed; None: run.seed. Varies the subset alone.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "strategy" in data:
+            raise ValueError("`strategy` was renamed `scope` (inprompt | full)")
+        return data
 
 
 class LoraSettings(StrictModel):
@@ -342,7 +454,7 @@ class TrainingConfig(StrictModel):
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
     learning_rate: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.1, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = Field((0.9, 0.999), strict=False)  # a YAML list; each item stays strict
     eps: float = 1e-8
     warmup_steps: int = Field(0, ge=0)
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
@@ -492,18 +604,49 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> None:
         value = run.get(key)
         if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
             run[key] = str((base / value).resolve())
-    for source in (raw.get("pool") or {}).get("files") or []:
+    imported = (raw.get("labeling") or {}).get("imported") or {}
+    for source in [*((raw.get("pool") or {}).get("files") or []), *(imported.get("files") or [])]:
         if isinstance(source, dict) and isinstance(source.get("path"), str):
             source["path"] = str((base / source["path"]).resolve())
 
 
-def format_validation_error(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: {error.error_count()} problem(s) in the config"]
+def format_validation_error(path: Path, error: ValidationError, overrides: dict[str, Any] | None = None) -> str:
+    """One line per problem, named by field path; a problem in a `--set` value names that argument instead."""
+    overrides = overrides or {}
+    lines = [f"{path}: {error.error_count()} problem(s) in the config{' or its --set values' if overrides else ''}"]
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "<root>"
-        message = item["msg"].removeprefix("Value error, ")
+        message = item["msg"].removeprefix("Value error, ") + _type_hint(item)
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (not in the config schema)"
+        given = next((key for key in overrides if where == key or where.startswith(key + ".")), None)
+        inner = [key for key in overrides if key.startswith(where + ".")]  # a section-level rule broken by --set
+        if given is not None:
+            inside = f" (at {where})" if where != given else ""
+            where = f"--set {given}={_shown(overrides[given])}{inside}"
+        elif inner:
+            message += " (with " + ", ".join(f"--set {key}={_shown(overrides[key])}" for key in inner) + ")"
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def _type_hint(item: Any) -> str:
+    """What a strict type error was given, and how YAML gets that wrong (5e-5 is text in YAML 1.1)."""
+    if not item["type"].endswith("_type") or item["type"] == "model_type":
+        return ""
+    value = item["input"]
+    hint = f" (got {type(value).__name__} {value!r})"
+    if isinstance(value, str) and item["type"] in ("int_type", "float_type"):
+        try:
+            float(value)
+            hint += "; write a number without quotes (YAML reads 5e-5 as text, 5.0e-5 as a number)"
+        except ValueError:
+            pass
+    return hint
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> JobConfig:
@@ -520,7 +663,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Jo
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     _resolve_relative_paths(raw, path.parent.resolve())
-    for dotted, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    for dotted, value in overrides.items():
         # An override's relative paths are the caller's: relative to the working directory, not the file.
         if dotted in PATH_FIELDS and isinstance(value, str) and "://" not in value:
             value = str(Path(value).resolve())
@@ -528,7 +672,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Jo
     try:
         return JobConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc)) from exc
+        raise ConfigError(format_validation_error(path, exc, overrides)) from exc
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, path: Path) -> None:
@@ -538,6 +682,6 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, path: Path) -> Non
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             where = ".".join(parents[: index + 1])
-            raise ConfigError(f"{path}: cannot set {dotted}: {where} is {child!r}, not a section")
+            raise ConfigError(f"--set {dotted}: {where} is {child!r} in {path}, not a section")
         node = child
     node[leaf] = value

@@ -66,30 +66,6 @@ def _template_demos(template: dict[str, Any]) -> list[dict[str, str]]:
     return [{"input": d["input"], "output": d["output"]} for d in template.get("demos") or []]
 
 
-class PartWriter:
-    """Collects rows and writes a Parquet part every `rows_per_part` rows into the stage's work area."""
-
-    def __init__(self, ctx: StageContext, schema: pa.Schema, rows_per_part: int) -> None:
-        self.folder = ctx.work / "parts"
-        self.folder.mkdir()
-        self.schema = schema
-        self.rows_per_part = rows_per_part
-        self.rows: list[dict[str, Any]] = []
-        self.parts: list[Any] = []
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= self.rows_per_part:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            part = self.folder / f"part-{len(self.parts):06d}.parquet"
-            part.write_parquet(pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.parts.append(part)
-            self.rows = []
-
-
 def build_records(ctx: StageContext) -> StageOutput:
     """Draw `labeling.records` unique (template, text) pairs under the policy in the module doc, part by part."""
     cfg = ctx.config.labeling
@@ -115,7 +91,7 @@ def build_records(ctx: StageContext) -> StageOutput:
     rng.shuffle(order)
     text_ids, domains, bodies = (texts.column(name) for name in ("text_id", "domain", "text"))
     cursor: dict[str, int] = defaultdict(int)  # per template: next position in its walk of the pool
-    writer = PartWriter(ctx, RECORD_SCHEMA, rows_per_part(wanted, ctx.config.engines.teacher))
+    writer = ctx.part_writer(RECORD_SCHEMA, rows_per_part(wanted, ctx.config.engines.teacher))
     kinds: Counter[str] = Counter()
     made = attempts = 0
     while made < wanted and attempts < wanted * 20:

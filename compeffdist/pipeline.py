@@ -6,24 +6,39 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from compeffdist.artifacts import ROWS_PER_PART, ArtifactStore, Manifest, rejects_table
 from compeffdist.config import JobConfig
+from compeffdist.failures import StageFailed, clear_failure, load_failure, save_failure, summarize_rejects
+from compeffdist.lease import OutputLease
+from compeffdist.redact import redact_text
 from compeffdist.stage import Stage, StageContext
 
 
-def all_stages() -> list[Stage]:
-    """Every stage in execution order. Imports are local so `compeffdist --help` stays light."""
-    from compeffdist.data.pool import STAGES as POOL
+def all_stages(config: JobConfig | None = None) -> list[Stage]:
+    """Every stage of a run in execution order. With `labeling.imported` set, the teacher's answers come from
+    files: `responses` reads them, and instruction construction, the pool and records do not run.
+
+    Imports are local so `compeffdist --help` stays light.
+    """
     from compeffdist.difficulty.stages import STAGES as DIFFICULTY
     from compeffdist.evaluation.stages import STAGES as EVALUATION
-    from compeffdist.instructions.stages import STAGES as INSTRUCTIONS
-    from compeffdist.labeling import STAGES as LABELING
     from compeffdist.training.stages import STAGES as TRAINING
 
-    stages = [*POOL, *INSTRUCTIONS, *LABELING, *DIFFICULTY, *TRAINING, *EVALUATION]
+    if config is not None and config.labeling.imported is not None:
+        from compeffdist.imported import STAGES as IMPORTED
+
+        stages = [*IMPORTED, *DIFFICULTY, *TRAINING, *EVALUATION]
+    else:
+        from compeffdist.data.pool import STAGES as POOL
+        from compeffdist.instructions.stages import STAGES as INSTRUCTIONS
+        from compeffdist.labeling import STAGES as LABELING
+
+        stages = [*POOL, *INSTRUCTIONS, *LABELING, *DIFFICULTY, *TRAINING, *EVALUATION]
     _check_graph(stages)
     return stages
 
@@ -56,7 +71,7 @@ def file_fingerprint(paths: list[Path]) -> str:
 @dataclass
 class StageState:
     stage: str
-    state: str  # done | stale | missing
+    state: str  # done | stale | missing | failed
     reason: str
     manifest: Manifest | None
 
@@ -66,10 +81,33 @@ class Runner:
 
     def __init__(self, config: JobConfig, stages: list[Stage] | None = None) -> None:
         self.config = config
-        self.stages = stages if stages is not None else all_stages()
+        self.stages = stages if stages is not None else all_stages(config)
         self.by_name = {s.name: s for s in self.stages}
         self.store = ArtifactStore(config.run.output_dir)
         self._external_cache: dict[str, str] = {}
+        self.lease: OutputLease | None = None
+
+    @contextmanager
+    def holding_output(self) -> Iterator[OutputLease]:
+        """Hold the lease on run.output_dir for the block (OutputBusy if a live run has it); re-entrant."""
+        if self.lease is not None:
+            yield self.lease
+            return
+        settings = self.config.run.lease
+        lease = OutputLease(self.store.root, settings.heartbeat_s, settings.stale_after_beats, log=_log)
+        lease.acquire()
+        self.lease = lease
+        try:
+            yield lease
+        finally:
+            self.lease = None
+            lease.release()
+
+    def _fence(self, ctx: StageContext) -> None:
+        """Publish only while this run holds the output and the stage's work area (raises LeaseLost)."""
+        if self.lease is not None:
+            self.lease.verify()
+        ctx.check_owner()
 
     def _external(self, stage: Stage) -> dict[str, str]:
         if stage.external_inputs is None:
@@ -91,6 +129,9 @@ class Runner:
     def state(self, stage: Stage) -> StageState:
         manifest = self.store.manifest(stage.name)
         if manifest is None:
+            failure = load_failure(self.store.root, stage.name)
+            if failure is not None:
+                return StageState(stage.name, "failed", failure["message"].splitlines()[0], None)
             return StageState(stage.name, "missing", "no artifact", None)
         key = self.expected_key(stage)
         if key is None:
@@ -121,12 +162,16 @@ class Runner:
     def run(
         self, until: str | None = None, only: list[str] | None = None, force: list[str] | None = None
     ) -> list[StageState]:
-        """Run the selected stages; return each one's final state."""
+        """Run the selected stages while holding the output's lease; return each one's final state."""
         selected = self.select(until, only)
         forced = set(force or [])
         unknown = forced - set(self.by_name)
         if unknown:
             raise ValueError(f"unknown stage(s) in --force: {sorted(unknown)}")
+        with self.holding_output():
+            return self._run_selected(selected, forced)
+
+    def _run_selected(self, selected: list[Stage], forced: set[str]) -> list[StageState]:
         results = []
         for position, stage in enumerate(selected, 1):
             current = self.state(stage)
@@ -148,8 +193,13 @@ class Runner:
             missing = [n for n in stage.inputs if self.store.manifest(n) is None]
             raise RuntimeError(f"stage {stage.name!r} needs {missing} first (run without --only, or add them)")
         started = time.time()
-        ctx = StageContext(self.config, self.store, stage, key)
-        output = stage.run(ctx)
+        ctx = StageContext(self.config, self.store, stage, key, run_id=self.lease.run_id if self.lease else None)
+        try:
+            output = stage.run(ctx)
+        except StageFailed as exc:
+            where = save_failure(self.store.root, stage.name, str(exc), rejects_table(ctx.rejects))
+            raise StageFailed(f"stage {stage.name}: {exc}\n{summarize_rejects(ctx.rejects)}\nrejects: {where}") from exc
+        self._fence(ctx)
         manifest = Manifest(
             stage=stage.name,
             config_hash=str(key["config_hash"]),
@@ -159,6 +209,7 @@ class Runner:
             models=dict(output.models),
             token_usage=dict(output.token_usage),
             extra={
+                "run_id": ctx.run_id,
                 "actor_seconds": round(ctx.actor_seconds, 2),
                 "gpu_hours": round(ctx.gpu_seconds / 3600, 4),
                 **output.extra,
@@ -172,7 +223,9 @@ class Runner:
             files_from=ctx.work_dir / "files",
             started=started,
             rows_per_part=output.rows_per_part or ROWS_PER_PART,
+            fence=lambda: self._fence(ctx),
         )
+        clear_failure(self.store.root, stage.name)
         ctx.cleanup()
         counts = ", ".join(f"{k}={v}" for k, v in manifest.counts.items())
         _log(f"{stage.name}: done in {manifest.wall_time_s:.1f}s ({counts})")
@@ -180,4 +233,4 @@ class Runner:
 
 
 def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {redact_text(message)}", file=sys.stderr, flush=True)

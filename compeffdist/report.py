@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from compeffdist.artifacts import ArtifactStore
+from compeffdist.redact import redact_text
 from compeffdist.storage import Location
 
 REPORT_FILE = "report.md"
@@ -71,5 +72,5 @@ def write_report(store: ArtifactStore, stage_names: list[str], accounting: dict[
         if section:
             lines += [f"## {name}", "", *section]
     path = store.root / REPORT_FILE
-    path.write_text("\n".join(lines).rstrip() + "\n")
+    path.write_text(redact_text("\n".join(lines).rstrip() + "\n"))
     return path

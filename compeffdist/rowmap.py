@@ -237,11 +237,13 @@ def publish_shards(
     out_dir: Location,
     on_part: Callable[[pa.Table], None] | None = None,
     drop: tuple[str, ...] = (),
+    transform: Callable[[pa.Table], pa.Table] | None = None,
 ) -> list[Location]:
     """Rewrite shards as part files, one shard at a time, dropping ids already seen (bounded memory).
 
-    `on_part` sees each part's rows while they are in memory (token usage, rejects), so nobody reads them again.
-    `drop` names working columns that do not belong in the artifact.
+    `drop` names working columns that do not belong in the artifact; `transform` turns a shard's new rows
+    into the part's rows (e.g. moving failed rows to rejects); `on_part` then sees each part's rows while
+    they are in memory (token usage, report columns), so nobody reads them again.
     """
     seen: set[str] = set()
     parts = []
@@ -251,8 +253,10 @@ def publish_shards(
         ids = table.column(id_column).to_pylist()
         keep = [i for i, value in enumerate(ids) if value not in seen]
         seen.update(ids)
-        if keep:
-            part_table = table.take(keep) if len(keep) != len(ids) else table
+        part_table = table.take(keep) if len(keep) != len(ids) else table
+        if transform is not None and keep:
+            part_table = transform(part_table)
+        if part_table.num_rows and keep:
             part = out_dir / f"shard-{index:06d}.parquet"
             part.write_parquet(part_table)
             parts.append(part)

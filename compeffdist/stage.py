@@ -15,7 +15,11 @@ import pyarrow as pa
 
 from compeffdist.artifacts import ArtifactStore
 from compeffdist.config import JobConfig
+from compeffdist.lease import LeaseLost
+from compeffdist.redact import redact_text
 from compeffdist.storage import Location
+
+OWNER_FILE = "owner.json"
 
 
 @dataclass
@@ -57,10 +61,13 @@ class StageContext:
     local run both are the same folder, `<output_dir>/_work/<stage>`.
     """
 
-    def __init__(self, config: JobConfig, store: ArtifactStore, stage: Stage, key: dict[str, Any]) -> None:
+    def __init__(
+        self, config: JobConfig, store: ArtifactStore, stage: Stage, key: dict[str, Any], run_id: str | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.stage = stage
+        self.run_id = run_id  # the run that owns the work area (None: no ownership check)
         self.work = store.work(stage.name)
         self.work_dir = store.scratch(stage.name)
         self._rejects: list[dict[str, Any]] = []
@@ -77,7 +84,23 @@ class StageContext:
             self.cleanup()
         if not key_file.is_file():
             key_file.write_text(wanted)
+        if self.run_id is not None:  # shards of an earlier (dead) run are reused; from now on they are this run's
+            (self.work / OWNER_FILE).write_text(json.dumps({"run_id": self.run_id}))
         self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def check_owner(self) -> None:
+        """Raise LeaseLost if another run has claimed this stage's work area (its shards are not ours to publish)."""
+        if self.run_id is None:
+            return
+        try:
+            owner = json.loads((self.work / OWNER_FILE).read_text()).get("run_id")
+        except FileNotFoundError:
+            owner = None
+        if owner != self.run_id:
+            raise LeaseLost(
+                f"stage {self.stage.name}: the work area {self.work} now belongs to run {owner or '(none: removed)'}, "
+                f"not this run ({self.run_id}); nothing was published"
+            )
 
     def cleanup(self) -> None:
         """Remove the work area and the local scratch (after publishing, or when they are stale)."""
@@ -90,6 +113,10 @@ class StageContext:
         path = self.work_dir / "files"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def part_writer(self, schema: pa.Schema, rows_per_part: int) -> PartWriter:
+        """Collects output rows and writes them as Parquet parts in the work area (publish with `.parts`)."""
+        return PartWriter(self.work / "parts", schema, rows_per_part)
 
     def read(self, stage: str, columns: list[str] | None = None) -> pa.Table:
         return self.store.read_table(stage, columns=columns)
@@ -129,4 +156,31 @@ class StageContext:
         return self._rejects
 
     def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {self.stage.name}: {message}", file=sys.stderr, flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {self.stage.name}: {redact_text(message)}", file=sys.stderr, flush=True)
+
+
+class PartWriter:
+    """Writes rows as Parquet parts of `rows_per_part` rows, so a large output never sits whole in memory."""
+
+    def __init__(self, folder: Location, schema: pa.Schema, rows_per_part: int) -> None:
+        self.folder = folder
+        self.folder.mkdir()
+        self.schema = schema
+        self.rows_per_part = rows_per_part
+        self.rows: list[dict[str, Any]] = []
+        self.parts: list[Location] = []
+        self.rows_written = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows collected so far as one more part."""
+        if self.rows:
+            part = self.folder / f"part-{len(self.parts):06d}.parquet"
+            part.write_parquet(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.parts.append(part)
+            self.rows_written += len(self.rows)
+            self.rows = []

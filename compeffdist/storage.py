@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -149,6 +150,21 @@ class Location:
         with self.fs.open_input_file(self.path) as handle:
             return pq.ParquetFile(handle).metadata.num_rows
 
+    def iter_batches(self, rows: int) -> Iterator[pa.Table]:
+        """The Parquet file's rows, `rows` at a time (memory bounded by the batch, not the file)."""
+        with self.fs.open_input_file(self.path) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=rows):
+                yield pa.Table.from_batches([batch])
+
+    @contextmanager
+    def parquet_writer(self) -> Iterator[ParquetSink]:
+        """A Parquet file written batch by batch; it appears (atomically on disk) only if something was written."""
+        sink = ParquetSink(self)
+        try:
+            yield sink
+        finally:
+            sink.close()
+
     def parquet_schema(self) -> pa.Schema:
         """The Arrow schema of a Parquet file, from its footer (no rows read)."""
         with self.fs.open_input_file(self.path) as handle:
@@ -197,3 +213,35 @@ class Location:
         if self.is_local:
             return {"storage_path": self.uri}
         return {"storage_path": self.path, "storage_filesystem": self.fs}
+
+
+class ParquetSink:
+    """Writes tables to one Parquet file as they come; the file is created on the first write.
+
+    Local files are written under a temporary name and renamed into place on close; object stores
+    make the object visible when its upload completes.
+    """
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: Path | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            if self.location.is_local:
+                path = self.location.local_path
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+                self._writer = pq.ParquetWriter(self._tmp, table.schema)
+            else:
+                self._writer = pq.ParquetWriter(self.location.path, table.schema, filesystem=self.location.fs)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        if self._tmp is not None:
+            os.replace(self._tmp, self.location.local_path)
+        self._writer = None

@@ -11,6 +11,7 @@ import pyarrow as pa
 from compeffdist.config import JobConfig
 from compeffdist.data.sentibench import read_split, split_path
 from compeffdist.data.textio import read_texts
+from compeffdist.failures import StageFailed
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 POOL_SCHEMA = pa.schema(
@@ -32,17 +33,24 @@ def build_pool(ctx: StageContext) -> StageOutput:
     """Collect, clean, de-duplicate and sample user texts; every dropped row is a counted reject."""
     cfg = ctx.config.pool
     candidates: list[dict[str, str]] = []
+    warnings: list[str] = []
     for dataset in cfg.datasets:
         path = split_path(ctx.config.run.data_root, dataset, cfg.split)
-        for index, record in enumerate(read_split(ctx.config.run.data_root, dataset, cfg.split)):
+        records = read_split(ctx.config.run.data_root, dataset, cfg.split)
+        if not records:
+            warnings.append(f"pool.datasets: {path} is empty")
+        for index, record in enumerate(records):
             sentence = record.get("sentence") if isinstance(record, dict) else None
             if not isinstance(sentence, str) or not sentence.strip():
                 ctx.reject(str(path), f"item {index}", "sentence", "missing or empty text", record)
                 continue
             candidates.append({"domain": dataset.split("/")[-1], "text": sentence.strip(), "source": f"{path}#{index}"})
-    for source in cfg.files:
-        result = read_texts(source.path, source.text_field)
+    for number, source in enumerate(cfg.files):
+        result = read_texts(source.path, source.text_field, source.format)
         ctx.add_rejects(result.rejects)
+        if not result.rows:
+            problem = f"no usable text ({len(result.rejects)} rejected)" if result.rejects else "is empty"
+            warnings.append(f"pool.files.{number}: {source.path} ({source.format}) {problem}")
         candidates.extend(
             {"domain": source.domain, "text": row["text"], "source": f"{source.path}#{row['location']}"}
             for row in result.rows
@@ -74,12 +82,16 @@ def build_pool(ctx: StageContext) -> StageOutput:
         if cfg.texts_per_dataset is not None and len(items) > cfg.texts_per_dataset:
             items = sorted(rng.sample(items, cfg.texts_per_dataset), key=lambda r: r["text_id"])
         rows.extend(items)
+    for warning in warnings:
+        ctx.log(f"warning: {warning}")
     if not rows:
-        raise RuntimeError("the user-text pool is empty: check pool.datasets, pool.files and the data root")
+        sources = len(cfg.datasets) + len(cfg.files)
+        raise StageFailed(f"the user-text pool is empty: no usable text in {sources} source(s) of pool.datasets/files")
     ctx.log(f"{len(rows)} texts from {len(by_domain)} domains ({duplicates} duplicates dropped)")
     return StageOutput(
         table=pa.Table.from_pylist(rows, schema=POOL_SCHEMA),
         counts={"candidates": len(candidates), "duplicates": duplicates, "too_short": too_short, "too_long": too_long},
+        extra={"warnings": warnings},
     )
 
 

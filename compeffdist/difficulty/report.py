@@ -5,31 +5,35 @@ The run report (compeffdist/report.py) inlines every `files/*.md` and embeds eve
 
 from __future__ import annotations
 
-import math
 import statistics
-from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from compeffdist.difficulty.sampling import Selection
 
 GROUP_ROWS_SHOWN = 40
 
 
-def plot_histogram(series: dict[str, Sequence[float]], path: Path, xlabel: str, title: str) -> Path:
-    """Overlaid histograms (shared bins) of one or more score series, as a PNG."""
+def plot_histogram(series: dict[str, Any], path: Path, xlabel: str, title: str) -> Path:
+    """Overlaid histograms (shared bins) of one or more score series (sequences or numpy arrays), as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    values = [v for s in series.values() for v in s]
-    low, high = (min(values), max(values)) if values else (0.0, 1.0)
-    bins = [low + (high - low) * i / 30 for i in range(31)] if high > low else 30
+    arrays = {label: np.asarray(data, dtype=np.float64) for label, data in series.items()}
+    filled = [a for a in arrays.values() if a.size]
+    low = min(float(a.min()) for a in filled) if filled else 0.0
+    high = max(float(a.max()) for a in filled) if filled else 1.0
+    bins = np.linspace(low, high, 31) if high > low else 30
     figure, axis = plt.subplots(figsize=(7, 4))
-    for label, data in series.items():
-        axis.hist(list(data), bins=bins, alpha=0.55, label=f"{label} (n={len(data)})")
+    for label, data in arrays.items():
+        axis.hist(data, bins=bins, alpha=0.55, label=f"{label} (n={data.size})")
     axis.set_xlabel(xlabel)
     axis.set_ylabel("records")
     axis.set_title(title)
@@ -41,83 +45,81 @@ def plot_histogram(series: dict[str, Sequence[float]], path: Path, xlabel: str, 
     return path
 
 
-def summary(values: Sequence[float]) -> dict[str, float]:
-    """Mean and quartiles of a non-empty series."""
-    ordered = sorted(values)
-    quartiles = statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 3
+def summary(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Mean and quartiles (linear interpolation, as statistics' "inclusive" method) of a non-empty series."""
+    array = np.asarray(values, dtype=np.float64)
+    q1, median, q3 = np.quantile(array, [0.25, 0.5, 0.75])
     return {
-        "mean": statistics.fmean(ordered),
-        "min": ordered[0],
-        "q1": quartiles[0],
-        "median": quartiles[1],
-        "q3": quartiles[2],
-        "max": ordered[-1],
+        "mean": float(array.mean()),
+        "min": float(array.min()),
+        "q1": float(q1),
+        "median": float(median),
+        "q3": float(q3),
+        "max": float(array.max()),
     }
 
 
-def difficulty_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
-    """Scores overall and by task kind, with the scoring settings and truncation counts.
+def difficulty_markdown(rows: pa.Table, settings: dict[str, Any]) -> str:
+    """Scores overall and by task kind (`rows`: difficulty, truncated, kind), with the settings and truncation counts.
 
     Statistics cover finite scores only; NaN/inf scores are counted (selection leaves them out).
     """
-    valued = [r for r in rows if r["difficulty"] is not None]
-    scored = [r for r in valued if math.isfinite(r["difficulty"])]
-    truncated = [r for r in rows if r["truncated"]]
-    truncated_scored = sum(r["difficulty"] is not None for r in truncated)
+    difficulty = rows.column("difficulty")
+    valued = len(difficulty) - difficulty.null_count
+    finite = pc.fill_null(pc.is_finite(difficulty), False)
+    scored = rows.filter(finite)
+    truncated = rows.filter(rows.column("truncated"))
+    truncated_scored = len(truncated) - truncated.column("difficulty").null_count
     lines = ["# Difficulty scores", ""]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     lines += [
-        f"- records: {len(rows)}; scored: {len(valued)}; non-finite: {len(valued) - len(scored)}; "
-        f"truncated: {len(truncated)} ({truncated_scored} scored on their visible tokens, "
-        f"{len(truncated) - truncated_scored} not scored)",
+        f"- records: {rows.num_rows}; scored: {valued}; non-finite: {valued - scored.num_rows}; "
+        f"truncated: {truncated.num_rows} ({truncated_scored} scored on their visible tokens, "
+        f"{truncated.num_rows - truncated_scored} not scored)",
         "",
     ]
-    if not scored:
+    if not scored.num_rows:
         return "\n".join([*lines, "No record could be scored."]) + "\n"
     lines += ["| kind | records | mean | min | median | max |", "|---|---:|---:|---:|---:|---:|"]
-    by_kind: dict[str, list[float]] = defaultdict(list)
-    for row in scored:
-        by_kind[str(row["kind"])].append(row["difficulty"])
-    for kind in [*sorted(by_kind), "all"]:
-        values = by_kind[kind] if kind != "all" else [r["difficulty"] for r in scored]
-        s = summary(values)
+    kinds = sorted(str(k) for k in pc.unique(scored.column("kind")).to_pylist())
+    for kind in [*kinds, "all"]:
+        subset = scored if kind == "all" else scored.filter(pc.equal(scored.column("kind"), kind))
+        s = summary(subset.column("difficulty").to_numpy())
         lines.append(
-            f"| {kind} | {len(values)} | {s['mean']:.4f} | {s['min']:.4f} | {s['median']:.4f} | {s['max']:.4f} |"
+            f"| {kind} | {subset.num_rows} | {s['mean']:.4f} | {s['min']:.4f} | {s['median']:.4f} | {s['max']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def _breakdown(pool: list[dict[str, Any]], kept: Sequence[bool], key: str) -> list[str]:
-    counts: dict[Hashable, list[int]] = defaultdict(lambda: [0, 0])
-    sums: dict[Hashable, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for row, is_kept in zip(pool, kept, strict=True):
-        counts[row[key]][0] += 1
-        sums[row[key]][0] += row["difficulty"]
-        if is_kept:
-            counts[row[key]][1] += 1
-            sums[row[key]][1] += row["difficulty"]
+def _breakdown(pool: pa.Table, kept: np.ndarray, key: str) -> list[str]:
+    table = pool.select([key, "difficulty"]).append_column("kept", pa.array(kept))
+    table = table.append_column("kept_difficulty", pc.if_else(table.column("kept"), table.column("difficulty"), 0.0))
+    grouped = table.group_by(key).aggregate(
+        [("difficulty", "count"), ("difficulty", "sum"), ("kept", "sum"), ("kept_difficulty", "sum")]
+    )
     lines = [
         f"| {key} | pool | selected | rate | mean difficulty (pool) | mean difficulty (selected) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for value in sorted(counts, key=lambda v: (str(type(v)), v)):
-        total, chosen = counts[value]
-        mean_chosen = f"{sums[value][1] / chosen:.4f}" if chosen else "–"
+    for row in sorted(grouped.to_pylist(), key=lambda r: (str(type(r[key])), r[key])):
+        total, chosen = row["difficulty_count"], int(row["kept_sum"] or 0)
+        mean_chosen = f"{row['kept_difficulty_sum'] / chosen:.4f}" if chosen else "–"
         lines.append(
-            f"| {value} | {total} | {chosen} | {chosen / total:.3f} | {sums[value][0] / total:.4f} | {mean_chosen} |"
+            f"| {row[key]} | {total} | {chosen} | {chosen / total:.3f} | {row['difficulty_sum'] / total:.4f} "
+            f"| {mean_chosen} |"
         )
     return lines
 
 
-def selection_markdown(pool: list[dict[str, Any]], selection: Selection, settings: dict[str, Any]) -> str:
+def selection_markdown(pool: pa.Table, selection: Selection, settings: dict[str, Any]) -> str:
     """Realized ratios overall and per group, and selected vs pool by cluster and by task kind."""
-    kept = selection.kept.tolist()
+    kept = selection.kept
     lines = ["# Difficulty-based selection", ""]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     expected = sum(g.expected for g in selection.groups)
     lines += [
-        f"- pool: {len(pool)}; selected: {sum(kept)}; realized rate: {selection.rate:.4f} "
-        f"(expected {expected / max(len(pool), 1):.4f})",
+        f"- pool: {pool.num_rows}; selected: {int(kept.sum())}; realized rate: {selection.rate:.4f} "
+        f"(expected {expected / max(pool.num_rows, 1):.4f})",
     ]
     rates = [g.rate for g in selection.groups]
     if rates:

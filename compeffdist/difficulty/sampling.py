@@ -19,8 +19,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def tent_exponent(rate: float) -> float:
@@ -133,6 +136,60 @@ def group_rng(seed: int, group: Hashable) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
+def group_index(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+    """Each row's group number and each group's key (a tuple of the columns' Python values), vectorized."""
+    parts = [pc.cast(table.column(c), pa.string()) for c in columns]
+    combined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
+    encoded = pc.dictionary_encode(combined).combine_chunks()
+    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    _, first_rows = np.unique(index, return_index=True)
+    keys = [tuple(table.column(c)[int(row)].as_py() for c in columns) for row in first_rows]
+    return index, keys
+
+
+def select_arrays(
+    ids: pa.Array | pa.ChunkedArray,
+    difficulties: np.ndarray,
+    groups: tuple[np.ndarray, list[Hashable]] | None,
+    method: str,
+    rate: float,
+    a: float = 1.0,
+    mode: str = "bernoulli",
+    seed: int = 0,
+) -> Selection:
+    """Sample within each group (`groups`: each row's group number and the groups' keys; None: one global
+    pool) over columnar inputs: one vectorized sort, then one short numpy step per group.
+
+    Deterministic given the seed and independent of the input order: items are ranked by (difficulty, id)
+    and each group draws from its own generator seeded by (seed, key).
+    """
+    count = len(ids)
+    if len(difficulties) != count or (groups is not None and len(groups[0]) != count):
+        raise ValueError("ids, difficulties and groups must have the same length")
+    number = groups[0] if groups is not None else np.zeros(count, dtype=np.int64)
+    keys: list[Hashable] = groups[1] if groups is not None else [None]
+    table = pa.table({"group": number, "difficulty": np.asarray(difficulties, dtype=np.float64), "id": ids})
+    order = pc.sort_indices(table, [("group", "ascending"), ("difficulty", "ascending"), ("id", "ascending")])
+    order = order.to_numpy()
+    sorted_groups = number[order]
+    sorted_values = table.column("difficulty").to_numpy()[order]
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]) if count else np.array([], int)
+    ends = np.r_[starts[1:], count]
+    kept = np.zeros(count, dtype=bool)
+    probability = np.zeros(count)
+    results = []
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        key = keys[int(sorted_groups[start])]
+        rows = order[start:end]
+        group_kept, group_probability = sample_group(
+            sorted_values[start:end], method, rate, a, mode, group_rng(seed, key)
+        )
+        kept[rows], probability[rows] = group_kept, group_probability
+        results.append(GroupResult(key, end - start, int(group_kept.sum()), float(group_probability.sum())))
+    results.sort(key=lambda g: repr(g.group))
+    return Selection(kept=kept, probability=probability, groups=results)
+
+
 def select(
     ids: Sequence[str],
     difficulties: Sequence[float],
@@ -143,24 +200,11 @@ def select(
     mode: str = "bernoulli",
     seed: int = 0,
 ) -> Selection:
-    """Sample within each group (`groups=None`: one global pool); deterministic given the seed.
-
-    The result does not depend on the input order: groups are visited by key, items by (difficulty, id).
-    """
-    count = len(ids)
-    if len(difficulties) != count or (groups is not None and len(groups) != count):
-        raise ValueError("ids, difficulties and groups must have the same length")
-    keys = list(groups) if groups is not None else [None] * count
-    members: dict[Hashable, list[int]] = {}
-    for index in sorted(range(count), key=lambda i: ids[i]):
-        members.setdefault(keys[index], []).append(index)
-    kept = np.zeros(count, dtype=bool)
-    probability = np.zeros(count)
-    results = []
-    for key in sorted(members, key=repr):
-        index = np.array(members[key])
-        values = np.asarray([difficulties[i] for i in index], dtype=np.float64)
-        group_kept, group_probability = sample_group(values, method, rate, a, mode, group_rng(seed, key))
-        kept[index], probability[index] = group_kept, group_probability
-        results.append(GroupResult(key, len(index), int(group_kept.sum()), float(group_probability.sum())))
-    return Selection(kept=kept, probability=probability, groups=results)
+    """`select_arrays` over Python sequences, with any hashable group keys (`groups=None`: one global pool)."""
+    grouped = None
+    if groups is not None:
+        keys = sorted(set(groups), key=repr)
+        number = {key: i for i, key in enumerate(keys)}
+        grouped = (np.array([number[g] for g in groups], dtype=np.int64), keys)
+    return select_arrays(pa.array(list(ids), pa.string()), np.asarray(difficulties, dtype=np.float64), grouped,
+                         method, rate, a=a, mode=mode, seed=seed)  # fmt: skip

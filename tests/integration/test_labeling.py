@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,7 +64,8 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, data_ro
     )  # fmt: skip
     config_path = write_config(tmp_path / "job.yaml", payload)
     shards = Path(payload["run"]["output_dir"]) / "_work" / "responses" / "shards"
-    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    # This checkout first (not whichever compeffdist is installed), then tests/ for the helpers.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), str(HERE.parent)])}
     first = subprocess.Popen(
         [sys.executable, str(HERE / "labeling_job.py"), str(config_path)],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -76,6 +78,14 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, data_ro
     first.wait()
     kept = len(list(shards.glob("*.parquet")))
     assert kept >= 2
+    # After the kill, status shows the half-done stage from its shards, and the dead run's lease.
+    status = subprocess.run(
+        [sys.executable, "-m", "compeffdist.cli", "status", str(config_path)], env=env, capture_output=True, text=True
+    )
+    assert "output held by a dead run" in status.stdout, status.stdout + status.stderr
+    responses_line = next(line for line in status.stdout.splitlines() if line.startswith("responses "))
+    progress = re.search(r"partial: (\d+) of 40 rows \(the next run resumes\)", responses_line)
+    assert progress and int(progress.group(1)) >= 2 * kept - 1, status.stdout  # a killed actor may finish a batch
 
     second = subprocess.run(
         [sys.executable, str(HERE / "labeling_job.py"), str(config_path)],
@@ -83,6 +93,7 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, data_ro
     )  # fmt: skip
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming:" in second.stderr and "already in shards" in second.stderr
+    assert "taking over" in second.stderr and "its process" in second.stderr  # the dead run's lease
     resumed = int(second.stderr.split("resuming: ")[1].split(" of ")[0])
     assert resumed >= 2 * kept - 1  # every finished shard (2 rows each) was kept, not redone
 

@@ -33,7 +33,8 @@ def test_labeling_chain_on_s3_publishes_resumes_and_reports(tmp_path, data_root,
 
     earlier.write_parquet(
         pa.Table.from_pylist([{**r, "response": "x", "prompt_tokens": 1, "output_tokens": 1, "finish_reason": "stop",
-                               "error": None, "model": str(tiny_model_dir), "attempts": 1} for r in first])
+                               "error": None, "error_kind": None, "model": str(tiny_model_dir), "attempts": 1}
+                              for r in first])
     )  # fmt: skip
     runner.run()
     responses = runner.store.read_table("responses")

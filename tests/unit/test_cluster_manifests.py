@@ -4,6 +4,7 @@ paper configs, autoscaling from zero, and the RayJob's cluster equal to the RayC
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -11,12 +12,15 @@ import ray
 import yaml
 
 from compeffdist.config import JobConfig, load_config
+from compeffdist.redact import redact_text
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
+CLUSTER = REPO / "cluster"
 PAPER_CONFIGS = ["llama3-70b-to-3b.yaml", "qwen3-32b-to-4b.yaml", "gemma3-27b-to-4b.yaml"]
 KUBERAY = ["kuberay-raycluster.yaml", "kuberay-rayjob.yaml"]
 GPU = "nvidia.com/gpu"
+IMAGE_ROOT = "/home/ray/compeffdist"
 
 
 def _load(name: str) -> dict:
@@ -87,8 +91,10 @@ def test_launcher_validation_rejects_a_misspelled_field():
 
 def test_launcher_nodes_mount_the_shared_storage():
     root = str(_shared_root())
-    commands = _load("ray-cluster.yaml")["initialization_commands"]  # run on the head and every worker
+    cfg = _load("ray-cluster.yaml")
+    commands = cfg["initialization_commands"]  # run on the head and every worker, on the host
     assert any("mount" in c and c.rstrip().endswith(root) for c in commands), commands
+    assert f"--volume {root}:{root}" in cfg["docker"]["run_options"]  # and into the container Ray runs in
 
 
 # --- KubeRay --------------------------------------------------------------------------------------
@@ -116,9 +122,10 @@ def test_kuberay_manifests_autoscale_a_gpu_group_from_zero_next_to_a_cpu_group(n
             assert {"key": GPU, "operator": "Exists", "effect": "NoSchedule"} in tolerations, group_name
     cpu_groups = [g for n, g in groups.items() if GPU not in limits[n]]
     assert cpu_groups and max(g["maxReplicas"] for g in cpu_groups) >= 1  # the head has num-cpus 0
-    if doc["kind"] == "RayJob":
-        assert doc["spec"]["entrypoint"].startswith("python jobs/pipeline.py --config configs/")
-        assert (REPO / doc["spec"]["entrypoint"].split("--config ")[1]).is_file()
+    if doc["kind"] == "RayJob":  # the image holds jobs/ and configs/ under IMAGE_ROOT (cluster/Dockerfile)
+        pipeline = f"python {IMAGE_ROOT}/jobs/pipeline.py --config {IMAGE_ROOT}/configs/"
+        assert doc["spec"]["entrypoint"].startswith(pipeline)
+        assert (REPO / doc["spec"]["entrypoint"].split(f"--config {IMAGE_ROOT}/")[1]).is_file()
 
 
 @pytest.mark.parametrize("name", KUBERAY)
@@ -133,9 +140,10 @@ def test_every_kuberay_pod_mounts_the_shared_claim_where_the_configs_write(name)
         for container in pod["containers"]:
             mounted = {m["mountPath"]: claims.get(m["name"]) for m in container.get("volumeMounts", [])}
             assert mounted.get(str(root)) == storage["metadata"]["name"], f"{name}: {group} does not mount {root}"
-    if name == "kuberay-rayjob.yaml":
-        env = yaml.safe_load(_load(name)["spec"]["runtimeEnvYAML"])["env_vars"]
-        assert all(PurePosixPath(v).is_relative_to(root) for v in env.values() if v.startswith("/")), env
+        for container in pod["containers"]:  # caches (HF_HOME, COMPEFFDIST_CACHE) live on the shared volume too
+            env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+            assert PurePosixPath(env["HF_HOME"]).is_relative_to(root), f"{name}: {group}"
+            assert PurePosixPath(env["COMPEFFDIST_CACHE"]).is_relative_to(root), f"{name}: {group}"
 
 
 # --- GPU groups against the three paper configs ---------------------------------------------------
@@ -185,3 +193,64 @@ def test_gpu_teacher_group_fits_the_paper_config(manifest, paper_config):
             assert group["max_nodes"] * group["gpus"] >= engine.num_gpus_per_actor * engine.max_actors
     if paper_config.training.use_gpu:  # Ray Train: one GPU per worker
         assert group["total_gpus"] >= paper_config.training.num_workers
+
+
+# --- Security: token authentication, nothing installed at start, no exposed dashboard, no secrets -----------------
+
+
+def _ray_cluster_definitions() -> dict[str, dict]:
+    """Every file in cluster/ that starts a Ray cluster (launcher YAML, RayCluster, RayJob)."""
+    found = {}
+    for path in sorted(CLUSTER.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if "available_node_types" in doc or doc.get("kind") in {"RayCluster", "RayJob", "RayService"}:
+            found[path.name] = doc
+    return found
+
+
+def test_every_ray_cluster_definition_turns_on_token_authentication():
+    definitions = _ray_cluster_definitions()
+    assert set(definitions) >= {"ray-cluster.yaml", *KUBERAY}
+    for name, doc in definitions.items():
+        if "available_node_types" in doc:  # launcher: every Ray process in the container reads the mode and token
+            options = doc["docker"]["run_options"]
+            assert "--env RAY_AUTH_MODE=token" in options, name
+            token_path = next(o.split("=", 1)[1] for o in options if o.startswith("--env RAY_AUTH_TOKEN_PATH="))
+            (host_file,) = [o.split()[1].split(":")[0] for o in options if o.endswith(f":{token_path}:ro")]
+            # ... and the token file is written on each node from a secret store, never from this file
+            writes = [c for c in doc["initialization_commands"] if host_file.replace("/home/ubuntu", "~") in c]
+            assert writes and all("secretsmanager get-secret-value" in c and "umask 077" in c for c in writes), name
+        else:
+            auth = _cluster_spec(doc)["authOptions"]
+            assert auth["mode"] == "token" and auth["secretName"], name
+
+
+def test_no_cluster_definition_installs_packages_or_downloads_code_at_start():
+    """The image holds everything; a name pip-installed at start runs whoever registered it on every node."""
+    for path in sorted(CLUSTER.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert "pip install" not in text and "pip:" not in text, path.name
+    assert not _load("ray-cluster.yaml")["setup_commands"]
+    job = _load("kuberay-rayjob.yaml")["spec"]
+    assert "runtimeEnvYAML" not in job  # no working_dir URL, no pip: the entrypoint runs the image's code
+
+
+def test_dashboard_is_reached_by_port_forward_only():
+    head = " ".join(_load("ray-cluster.yaml")["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head  # `ray dashboard` forwards it over SSH
+    for name in KUBERAY:
+        spec = _cluster_spec(_load(name))["headGroupSpec"]
+        assert spec.get("serviceType", "ClusterIP") == "ClusterIP" and not spec.get("enableIngress"), name
+    docs = {p.name: p.read_text(encoding="utf-8") for p in [REPO / "README.md", *(REPO / "docs").glob("*.md")]}
+    for name, text in docs.items():
+        for address in re.findall(r"--address[ =](\S+)", text):
+            assert address.startswith(("http://127.0.0.1:", "http://localhost:", "$")), f"{name}: {address}"
+
+
+def test_no_credentials_in_cluster_files_or_runtime_envs_in_the_docs():
+    for path in sorted(CLUSTER.iterdir()):
+        text = path.read_text(encoding="utf-8")
+        assert redact_text(text) == text, f"{path.name} holds something that looks like a credential"
+    for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        for runtime_env in re.findall(r"--runtime-env-json[ =]'([^']*)'", path.read_text(encoding="utf-8")):
+            assert "TOKEN" not in runtime_env and "AWS_" not in runtime_env and "SECRET" not in runtime_env, path.name

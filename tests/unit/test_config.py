@@ -111,3 +111,64 @@ def test_selection_and_training_seeds_vary_their_stage_alone(tmp_path, data_root
     upstream = ("difficulty", "run.seed")
     assert seeded.section_hash(upstream) == config.section_hash(upstream)  # teacher data and scores stay valid
     assert seeded.section_hash(("selection", "run.seed")) != config.section_hash(("selection", "run.seed"))
+
+
+# -- strict values: no bool->int, no str->number; --set problems name the argument --------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("labeling: {records: true}", r"labeling\.records: Input should be a valid integer \(got bool True\)"),
+        ("labeling: {records: '100'}", r"labeling\.records: .*valid integer \(got str '100'\)"),
+        ("training: {learning_rate: 5e-5}", r"training\.learning_rate: .*got str '5e-5'.*5\.0e-5 as a number"),
+        ("training: {epochs: 2.0}", r"training\.epochs: .*got float 2\.0"),
+        ("training: {betas: ['0.9', 0.99]}", r"training\.betas\.0: .*got str '0\.9'"),
+        ("ray: {include_dashboard: 'yes'}", r"ray\.include_dashboard: .*valid boolean"),
+    ],
+)
+def test_values_are_never_coerced(tmp_path, data_root, section, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(_write(tmp_path, _base(data_root) + section + "\n"))
+
+
+def test_yaml_forms_of_paths_tuples_and_floats_still_load(tmp_path, data_root):
+    text = _base(data_root) + "training: {betas: [0.8, 0.9], learning_rate: 1.0e-4, gradient_clipping: 1}\n"
+    config = load_config(_write(tmp_path, text))
+    assert config.training.betas == (0.8, 0.9) and config.training.gradient_clipping == 1.0
+    assert isinstance(config.run.data_root, Path)
+
+
+def test_set_errors_name_the_set_argument_not_the_file(tmp_path, data_root):
+    path = _write(tmp_path, _base(data_root))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"labeling.records": True, "labeling.recrods": 5, "engines.teacher.resources.batch_size": 4})
+    message = str(info.value)
+    assert "  --set labeling.records=true: Input should be a valid integer (got bool True)" in message
+    assert "  --set labeling.recrods=5: unknown field (not in the config schema)" in message
+    assert "batch_size" not in message  # a valid --set is not mentioned
+    with pytest.raises(ConfigError, match=r"  engines\.teacher: .* \(with --set engines\.teacher\.batch_size=4\)"):
+        load_config(path, {"engines.teacher.batch_size": 4})  # a rule of the section, broken by --set
+    with pytest.raises(ConfigError, match=r"--set labeling\.records\.x: labeling\.records is 5"):
+        load_config(_write(tmp_path, _base(data_root) + "labeling: {records: 5}\n"), {"labeling.records.x": 1})
+
+
+def test_user_files_get_their_format_from_the_extension_or_config(tmp_path, data_root):
+    (tmp_path / "a.csv").write_text("text\nhello world\n", encoding="utf-8")
+    (tmp_path / "b.dump").write_text("hello world\n", encoding="utf-8")
+    (tmp_path / "c.xlsx").write_bytes(b"PK")
+    files = "pool: {files: [{path: a.csv}, {path: b.dump, format: text}]}\n"
+    config = load_config(_write(tmp_path, _base(data_root) + files))
+    assert [f.format for f in config.pool.files] == ["csv", "text"]
+    with pytest.raises(ConfigError, match=r"pool\.files\.0\.format: cannot tell the format of .*c\.xlsx"):
+        load_config(_write(tmp_path, _base(data_root) + "pool: {files: [{path: c.xlsx}]}\n"))
+    with pytest.raises(ConfigError, match=r"pool\.files\.0\.format: Input should be 'jsonl', 'json'"):
+        load_config(_write(tmp_path, _base(data_root) + "pool: {files: [{path: a.csv, format: xlsx}]}\n"))
+
+
+def test_lease_settings_and_their_bounds(tmp_path, data_root):
+    text = _base(data_root) + f"run: {{data_root: {data_root}, lease: {{heartbeat_s: 2, stale_after_beats: 3}}}}\n"
+    lease = load_config(_write(tmp_path, text)).run.lease
+    assert (lease.heartbeat_s, lease.stale_after_beats) == (2.0, 3)
+    with pytest.raises(ConfigError, match=r"run\.lease\.stale_after_beats"):
+        load_config(_write(tmp_path, _base(data_root)), {"run.lease.stale_after_beats": 1})
