@@ -61,12 +61,9 @@ def format_instruction(template: dict[str, Any], text: str, demos: list[dict[str
     return "\n\n".join(blocks)
 
 
-def _parse_demos(raw: str | None) -> list[dict[str, str]]:
-    try:
-        demos = json.loads(raw or "[]")
-    except json.JSONDecodeError:
-        return []
-    return [d for d in demos if isinstance(d, dict) and isinstance(d.get("input"), str) and "output" in d]
+def _template_demos(template: dict[str, Any]) -> list[dict[str, str]]:
+    """A template's demos, read from its typed `demos` column (list of {input, output} structs)."""
+    return [{"input": d["input"], "output": d["output"]} for d in template.get("demos") or []]
 
 
 def build_records(ctx: StageContext) -> StageOutput:
@@ -81,7 +78,7 @@ def build_records(ctx: StageContext) -> StageOutput:
     rng = random.Random(ctx.config.run.seed)
     by_group: dict[str, dict[int, list[dict[str, Any]]]] = {"analysis": defaultdict(list), "task": defaultdict(list)}
     for template in sorted(templates, key=lambda t: t["template_id"]):
-        template["parsed_demos"] = _parse_demos(template.get("demos"))
+        template["parsed_demos"] = _template_demos(template)
         group = "analysis" if template["kind"] == ANALYSIS else "task"
         by_group[group][template["cluster_id"]].append(template)
     available = [g for g in ("analysis", "task") if by_group[g]]
