@@ -20,6 +20,7 @@ from compeffdist.chat import user_turn
 from compeffdist.config import ImportConfig, JobConfig
 from compeffdist.data.answers import read_answer_records
 from compeffdist.generation.requests import RESULT_SCHEMA
+from compeffdist.idset import IdSet
 from compeffdist.labeling import ANALYSIS, RECORD_SCHEMA
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -52,7 +53,8 @@ class AnswerRows:
     def __init__(self, ctx: StageContext, settings: ImportConfig) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.seen: set[str] = set()
+        self.seen = IdSet()  # ids of earlier batches: 8 bytes each, whatever the file size
+        self.pending: set[str] = set()  # ids of the current batch
         self.kinds: Counter[str] = Counter()
 
     def row(self, source: str, location: str, record: dict[str, Any] | str) -> dict[str, Any] | None:
@@ -74,10 +76,13 @@ class AnswerRows:
             self.ctx.reject(source, location, s.id_field, "field missing", record)
             return None
         record_id = record_id or answer_id(instruction, response)
-        if record_id in self.seen:
+        if record_id in self.pending or record_id in self.seen:
             self.ctx.reject(source, location, s.id_field or "<row>", f"duplicate of record {record_id}", record)
             return None
-        self.seen.add(record_id)
+        self.pending.add(record_id)
+        if len(self.pending) >= ROWS_PER_PART:
+            self.seen.first_seen(self.pending)
+            self.pending.clear()
         cluster = record.get(s.cluster_field) if s.cluster_field else None
         cluster_id, task_name, template_id = group_of(
             instruction, cluster, record.get(s.task_field) if s.task_field else None
