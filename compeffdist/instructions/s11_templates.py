@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from compeffdist.failures import StageFailed
 from compeffdist.instructions import ids
 from compeffdist.instructions.clusters import group_clusters
 from compeffdist.instructions.filters import NearDuplicateFilter, clean_demos, drop_counts
@@ -111,7 +112,7 @@ def build_templates(ctx: StageContext) -> StageOutput:
     plot_cluster_sizes(group_clusters(perspectives), ctx.files_dir / "instruction_clusters.png")
     write_report(ctx.files_dir / "instructions.md", perspectives, clusters, templates, upstream, dropped)
     if not templates:
-        raise RuntimeError(
+        raise StageFailed(
             "instruction construction produced zero templates: the teacher gave no usable analysis prompt or task "
             "(see the rejects of the analysis_prompts, task_ideas and tasks stages and their "
             "files/responses_*.parquet)"

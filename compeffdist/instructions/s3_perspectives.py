@@ -7,6 +7,7 @@ import json
 
 import pyarrow as pa
 
+from compeffdist.failures import StageFailed
 from compeffdist.instructions.clusters import group_clusters, official_cluster_list
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -39,7 +40,7 @@ def build_perspectives(ctx: StageContext) -> StageOutput:
     attributes = aggregate_attributes(mentions, cfg.attribute_count)
     kept = frequent_attributes(attributes, cfg.min_attribute_count)
     if not kept:
-        raise RuntimeError(
+        raise StageFailed(
             f"no attribute has more than instructions.min_attribute_count={cfg.min_attribute_count} "
             f"{cfg.attribute_count} "
             f"({len(mentions)} mentions, {len(attributes)} distinct names): lower min_attribute_count, raise "

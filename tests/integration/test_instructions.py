@@ -17,6 +17,7 @@ from helpers import tiny_config
 
 from compeffdist.config import EngineConfig, JobConfig, ModelSpec, SamplingConfig
 from compeffdist.data.pool import STAGES as POOL
+from compeffdist.failures import StageFailed
 from compeffdist.generation.requests import GenerationRequest
 from compeffdist.instructions.ids import RETRY_MARK, template_id
 from compeffdist.instructions.s1_attributes import MENTION_SCHEMA
@@ -79,7 +80,7 @@ def test_stages_run_on_ray_keep_raw_answers_reject_noise_and_fail_clearly(tmp_pa
     # 2. Past enumeration (injected mentions): real embedding + clustering, then teacher stages on Ray.
     stages = [*POOL, Stage(name="attributes", run=_fixed_mentions, inputs=("pool",)), *STAGES[1:]]
     runner = Runner(config, stages)
-    with pytest.raises(RuntimeError, match="zero templates"):
+    with pytest.raises(StageFailed, match="zero templates"):
         runner.run()
     perspectives = runner.store.read_table("perspectives").to_pylist()
     assert sorted(r["attribute"] for r in perspectives) == sorted(
