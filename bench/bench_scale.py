@@ -89,14 +89,16 @@ def run_one(workdir: Path, model: Path, answers: Path, records: int) -> dict:
     )
     ensure_ray(config.ray)
     runner = Runner(config)
-    walls = {}
+    walls, peaks = {}, {"before": _peak_mb()}
     for stage in ("responses", "difficulty", "selection"):
         started = time.perf_counter()
         runner.run(only=[stage])
         walls[stage] = round(time.perf_counter() - started, 1)
+        peaks[stage] = _peak_mb()
     started = time.perf_counter()
     sequences = prepare_training_data(runner, config)
     walls["training data"] = round(time.perf_counter() - started, 1)
+    peaks["training data"] = _peak_mb()
     selected = runner.store.manifest("selection").counts["rows"]
     return {
         "records": records,
@@ -104,8 +106,15 @@ def run_one(workdir: Path, model: Path, answers: Path, records: int) -> dict:
         "sequences": sequences,
         "wall_s": round(sum(walls.values()), 1),
         **{f"{k} s": v for k, v in walls.items()},
-        "driver_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # The running peak after each stage shows which one raised it.
+        **{f"peak after {k} MB": v for k, v in peaks.items()},
+        "driver_peak_rss_mb": _peak_mb(),
     }
+
+
+def _peak_mb() -> float:
+    """This process's peak resident set so far, in MB (Linux reports ru_maxrss in KB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def prepare_training_data(runner, config) -> int:

