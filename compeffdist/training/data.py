@@ -124,7 +124,11 @@ def prepare_sequences(
     out.mkdir()
     if not settings_file.is_file():
         settings_file.write_text(settings)
-    done = {marker.name.removeprefix("done-").removesuffix(".json") for marker in out.list_files(".json")}
+    done = {
+        m.name.removeprefix("done-").removesuffix(".json")
+        for m in out.list_files(".json")
+        if m.name.startswith("done-")
+    }
     chunks = [{"part": index, "start": start, "stop": min(start + records_per_chunk, count)}
               for index, count in enumerate(rows) for start in range(0, count, records_per_chunk)]  # fmt: skip
     todo = [chunk for chunk in chunks if _chunk_name(chunk["part"], chunk["start"]) not in done]
