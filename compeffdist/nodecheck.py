@@ -86,8 +86,7 @@ def _role_needs(config: JobConfig, role: str, num_gpus: float) -> tuple[list[str
     """(modules to import, vLLM on GPU, GPU training) for one role."""
     if role == "trainer":
         training = config.training
-        modules = ["torch", "transformers", "ray.train.torch", "compeffdist.training.loop"]
-        modules += ["deepspeed"] if training.strategy == "deepspeed" else []
+        modules = ["torch", "transformers", "ray.train.torch", "deepspeed", "compeffdist.training.loop"]
         modules += ["peft"] if training.lora is not None else []
         return modules, False, training.use_gpu
     if role == "embedding":
