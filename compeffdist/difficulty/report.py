@@ -68,8 +68,7 @@ def difficulty_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) ->
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     lines += [
         f"- records: {len(rows)}; scored: {len(valued)}; non-finite: {len(valued) - len(scored)}; "
-        f"truncated: {len(truncated)} ({truncated_scored} scored on their visible tokens, "
-        f"{len(truncated) - truncated_scored} not scored)",
+        f"truncated: {len(truncated)} ({truncated_scored} scored, {len(truncated) - truncated_scored} not scored)",
         "",
     ]
     if not scored:
