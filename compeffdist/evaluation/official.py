@@ -50,7 +50,9 @@ def extract_answer(text: str, k_shot: int) -> str:
 
 def load_answer(answer: str) -> list[Any] | None:
     """json.loads, then the span from the first '[' to the last ']'; None when neither parses to a list."""
-    for candidate in (answer, answer.strip()[answer.strip().find("[") : answer.strip().rfind("]") + 1]):
+    stripped = answer.strip()
+    # find() gives -1 without a '[': the official slice then starts at the last character, as here.
+    for candidate in (answer, stripped[stripped.find("[") : stripped.rfind("]") + 1]):
         try:
             value = json.loads(candidate)
         except json.JSONDecodeError:
