@@ -399,13 +399,33 @@ class LabelingConfig(StrictModel):
 
 
 class DifficultyConfig(StrictModel):
-    metric: Literal["rank", "ifd", "perplexity", "length", "random"] = "rank"
-    scorer: Literal["student", "proxy"] = "student"
-    proxy: ModelSpec | None = None
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    """Difficulty scoring; the defaults reproduce the official rank_score_compute.py (docs/fidelity.md)."""
+
+    metric: Literal["rank", "ifd", "perplexity", "length", "random"] = Field(
+        "rank", description="rank: the paper's rank-based score; ifd, perplexity, length, random: baselines."
+    )
+    scorer: Literal["student", "proxy"] = Field("student", description="Model that scores: the student or `proxy`.")
+    proxy: ModelSpec | None = Field(None, description="The scoring model when scorer is 'proxy'.")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus mass whose size n_t divides the rank.")
     exclude_top1: bool = Field(True, description="Official rule: average only tokens the scorer got wrong.")
-    chat_template: bool = Field(True, description="False reproduces the official raw concatenation.")
-    max_length: int = Field(2048, ge=16)
+    chat_template: bool = Field(
+        False,
+        description="False (official): the raw concatenation instruction + response. True: the conversation "
+        "through the scorer's chat template, as the student is trained (an ablation).",
+    )
+    tie_rule: Literal["sort_position", "strictly_greater"] = Field(
+        "sort_position",
+        description="Rank of the teacher token among equally probable tokens. sort_position (official): its "
+        "position in a stable descending sort, i.e. equal tokens with a smaller id rank first. "
+        "strictly_greater: only strictly more probable tokens count.",
+    )
+    dtype: Literal["float32", "model"] = Field(
+        "float32",
+        description="float32 (official): the scorer runs in fp32, so logits and softmax are fp32. model: the "
+        "scorer's own dtype (bf16 on GPU), logits upcast to fp32 before the softmax; faster, moves sample "
+        "scores (bound measured in docs/fidelity.md).",
+    )
+    max_length: int = Field(2048, ge=16, description="Tokens of instruction + response seen; the rest is cut.")
     position_chunk: int = Field(
         256,
         ge=1,
@@ -419,10 +439,12 @@ class DifficultyConfig(StrictModel):
         "(exact either way). 0: always a full sort.",
         json_schema_extra=NOT_IDENTITY,
     )
-    truncated: Literal["skip", "score_visible"] = Field(
-        "skip",
-        description="Records longer than max_length (always flagged): skip leaves them unscored, out of the "
-        "selection; score_visible scores the response tokens inside max_length.",
+    truncated: Literal["official", "skip", "score_visible"] = Field(
+        "official",
+        description="Records longer than max_length (always flagged). official: the response tokens inside "
+        "max_length are scored and a record with none (the prompt fills the window) scores 0.0; skip leaves "
+        "them unscored, out of the selection; score_visible scores the visible response tokens and leaves a "
+        "record with none unscored.",
     )
     rows_per_task: int | None = Field(
         None,
@@ -587,17 +609,27 @@ SENTIBENCH_DATASETS = [
 
 
 class EvaluationConfig(StrictModel):
-    datasets: list[str] = Field(default_factory=lambda: list(SENTIBENCH_DATASETS))
+    """SentiBench few-shot evaluation (METHOD.md §5); the defaults follow the official protocol."""
+
+    datasets: list[str] = Field(default_factory=lambda: list(SENTIBENCH_DATASETS), description="SentiBench keys.")
     models: list[Literal["student", "base_student", "teacher"]] = Field(
-        default_factory=lambda: ["student", "base_student"]
+        default_factory=lambda: ["student", "base_student"], description="Models evaluated side by side."
     )
-    k_shot: int = Field(4, ge=0)
-    seeds: list[int] = Field(default_factory=lambda: [42, 52, 62])
+    k_shot: int = Field(4, ge=0, description="Demonstrations per test example, sampled from train.json.")
+    seeds: list[int] = Field(default_factory=lambda: [42, 52, 62], description="Demo-sampling seeds, averaged.")
     limit: int | None = Field(None, ge=1, description="Test examples per dataset (None: all).")
-    max_new_tokens: int = Field(150, ge=1)
-    max_new_tokens_opener: int = Field(300, ge=1)
-    zero_shot: bool = False
-    chat_template: bool = False
+    max_new_tokens: int = Field(150, ge=1, description="Generation budget of the fine-grained answers.")
+    max_new_tokens_opener: int = Field(300, ge=1, description="Generation budget of OpeNER answers.")
+    zero_shot: bool = Field(False, description="No demonstrations (not the paper's protocol).")
+    chat_template: bool = Field(False, description="Wrap the prompt in the chat template (official: raw text).")
+    scoring: Literal["official", "strict"] = Field(
+        "official",
+        description="Fine-grained answers and metrics. official: exactly the official eval_sentibench scorer "
+        "(generation runs to max_new_tokens, answer read from the prompt + continuation, case-sensitive, "
+        "per-dataset invalid-item rules, gold never de-duplicated, official OpeNER span mapping). strict: the "
+        "continuation up to the next demo only, case-insensitive, every invalid item a false positive, "
+        "repeated gold pairs merged, token-overlap span mapping. Classification is the same under both.",
+    )
 
     @field_validator("datasets")
     @classmethod

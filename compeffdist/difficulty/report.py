@@ -75,7 +75,7 @@ def difficulty_markdown(rows: pa.Table, settings: dict[str, Any]) -> str:
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     lines += [
         f"- records: {rows.num_rows}; scored: {valued}; non-finite: {valued - scored.num_rows}; "
-        f"truncated: {truncated.num_rows} ({truncated_scored} scored on their visible tokens, "
+        f"truncated: {truncated.num_rows} ({truncated_scored} scored, "
         f"{truncated.num_rows - truncated_scored} not scored)",
         "",
     ]

@@ -148,7 +148,7 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
     shard_dir, stats = run_sharded_map(
         ctx, ctx.input_parts("responses"), DifficultyWorker, kwargs, task_pool, "record_id", "scorer"
     )
-    parts = ScoredParts(ctx, visible=settings.truncated == "score_visible")
+    parts = ScoredParts(ctx, visible=settings.truncated != "skip")  # official and score_visible score visible tokens
     published = publish_shards(shard_dir, "record_id", ctx.work / "parts", on_part=parts.account, transform=parts.keep)
     narrow = parts.narrow()
 

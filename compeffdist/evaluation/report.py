@@ -11,6 +11,10 @@ from typing import Any
 RESULTS_JSON = "results.json"
 RESULTS_MD = "evaluation.md"
 RESULTS_PNG = "evaluation.png"
+SCORING_NOTES = {
+    "official": "official (the official eval_sentibench scorer, comparable with the paper's tables)",
+    "strict": "strict (the project's cleaner rules; not comparable with the paper's tables, docs/fidelity.md)",
+}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -74,7 +78,9 @@ def bar_chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
 def write_reports(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, dict[str, Any]]:
     """Write results.json (every number), evaluation.md (side by side) and evaluation.png."""
     summary = summarize(rows)
-    (out_dir / RESULTS_JSON).write_text(json.dumps({"rows": rows, "summary": summary}, indent=2, default=str))
+    scoring = sorted({r.get("scoring", "official") for r in rows})
+    payload = {"scoring": scoring[0] if len(scoring) == 1 else scoring, "rows": rows, "summary": summary}
+    (out_dir / RESULTS_JSON).write_text(json.dumps(payload, indent=2, default=str))
     seeds = sorted({r["seed"] for r in rows})
     limit = max((r["n"] for r in rows), default=0)
     text = [
@@ -82,6 +88,8 @@ def write_reports(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, dict[s
         "",
         f"F1 × 100 (macro-F1 for classification, tuple F1 for fine-grained), mean ± std over seeds {seeds}; "
         f"up to {limit} test examples per dataset.",
+        "",
+        f"Fine-grained scoring: {', '.join(SCORING_NOTES.get(s, s) for s in scoring)}.",
         "",
         markdown_table(summary),
     ]
