@@ -128,7 +128,7 @@ def prepare_training_data(runner, config) -> int:
         training=config.training,
         seed=config.run.seed,
     )
-    return result.sequences
+    return result.sequences.total
 
 
 def main() -> None:
