@@ -8,7 +8,6 @@ from pydantic import ValidationError
 from compeffdist.config import TrainingConfig
 from compeffdist.training.deepspeed_config import (
     build_deepspeed_config,
-    global_batch_size,
     offloads_optimizer,
     validate_deepspeed_config,
 )
@@ -98,7 +97,7 @@ def test_offload_is_detected_in_built_and_user_configs():
 
 def test_one_global_batch_formula_everywhere():
     training = TrainingConfig(micro_batch_size=3, gradient_accumulation_steps=5, num_workers=2)
-    assert global_batch_size(training) == 30 == build_deepspeed_config(training)["train_batch_size"]
+    assert training.global_batch_size == 30 == build_deepspeed_config(training)["train_batch_size"]
     with pytest.raises(ValidationError, match="= 30"):
         TrainingConfig(micro_batch_size=3, gradient_accumulation_steps=5, num_workers=2,
                        deepspeed={"train_batch_size": 12})  # fmt: skip
@@ -125,7 +124,7 @@ def test_gpu_class_training_configs_keep_the_recipe_and_fit_their_gpus(name, dat
     job = load_config(configs / "gemma3-27b-to-4b.yaml", overrides={"training": section})
     paper = load_config(configs / "gemma3-27b-to-4b.yaml").training
     t = job.training
-    assert global_batch_size(t) == global_batch_size(paper) == 128 and t.zero_stage == 2
+    assert t.global_batch_size == paper.global_batch_size == 128 and t.zero_stage == 2
     assert (t.learning_rate, t.epochs, t.max_seq_len, t.lr_scheduler) == (5e-5, 4, 2048, "cosine")
     assert t.max_failures >= 2 and t.gradient_checkpointing and t.bf16
     params, vocab, hidden, layers = 4.3e9, 262_144, 2560, 34
