@@ -51,7 +51,7 @@ def _scores(records: list[dict[str, Any]], spec: Any, **settings: Any) -> list[f
     from compeffdist.config import DifficultyConfig, EngineConfig
     from compeffdist.difficulty.scorer import DifficultyScorer
 
-    scorer = DifficultyScorer(spec, DifficultyConfig(**settings), EngineConfig(batch_size=8), seed=0)
+    scorer = DifficultyScorer(spec, DifficultyConfig(**settings), EngineConfig(resources={"batch_size": 8}), seed=0)
     return [r.difficulty for r in scorer.score(records)]
 
 

@@ -184,9 +184,10 @@ def test_fp32_scorer_is_loaded_in_fp32_and_model_keeps_the_model_dtype(tiny_mode
     import torch
 
     spec = ModelSpec(name=str(tiny_model_dir), dtype="bfloat16")
-    official = DifficultyScorer(spec, DifficultyConfig(max_length=512), EngineConfig(resources={"batch_size": 4}), seed=3)
+    engine = EngineConfig(resources={"batch_size": 4})
+    official = DifficultyScorer(spec, DifficultyConfig(max_length=512), engine, seed=3)
     assert official.model.dtype == torch.float32  # the official script loads with from_pretrained's fp32 default
-    own = DifficultyScorer(spec, DifficultyConfig(max_length=512, dtype="model"), EngineConfig(resources={"batch_size": 4}), seed=3)
+    own = DifficultyScorer(spec, DifficultyConfig(max_length=512, dtype="model"), engine, seed=3)
     assert own.model.dtype == torch.bfloat16
     exact, fast = official.score(rows), own.score(rows)
     gaps = [abs(a.difficulty - b.difficulty) for a, b in zip(exact, fast, strict=True)]
