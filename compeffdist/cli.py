@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_CONFIG = 2
 EXIT_BUSY = 3
 EXIT_STAGE_FAILED = 4
+OVERLAY_HELP = "a YAML file merged over the config, e.g. configs/training/gpu-40gb.yaml (repeatable; --set wins)"
 SET_HELP = "override a config value, e.g. --set run.output_dir=s3://bucket/run1 (repeatable)"
 
 
@@ -42,9 +43,9 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, object]:
     return overrides
 
 
-def _load(path: str, pairs: list[str] | None = None) -> JobConfig:
+def _load(path: str, pairs: list[str] | None = None, overlays: list[str] | None = None) -> JobConfig:
     try:
-        return load_config(path, parse_overrides(pairs))
+        return load_config(path, parse_overrides(pairs), overlays)
     except ConfigError as exc:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from exc
@@ -64,7 +65,7 @@ def _report_problems(findings: list[Finding], heading: str) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = _load(args.config, args.set)
+    config = _load(args.config, args.set, args.overlay)
     print(yaml.safe_dump(redact_data(config.model_dump(mode="json")), sort_keys=False), end="")
     if args.check:
         from compeffdist.preflight import preflight
@@ -81,7 +82,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from compeffdist.pipeline import all_stages
     from compeffdist.preflight import check_stage_names, preflight
 
-    config = _load(args.config, args.set)
+    config = _load(args.config, args.set, args.overlay)
     names = [stage.name for stage in all_stages(config)]
     findings = check_stage_names(names, args.until, args.only, args.force) + preflight(config, with_lease=True)
     for finding in findings:
@@ -126,7 +127,7 @@ def _summary_table(config: JobConfig, own_run: str | None = None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _load(args.config, args.set)
+    config = _load(args.config, args.set, args.overlay)
     try:
         print(_summary_table(config))
     except OSError as exc:  # an unreachable bucket or unreadable folder: say so, no traceback
@@ -154,7 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from compeffdist.pipeline import Runner
     from compeffdist.preflight import check_only_inputs
 
-    config = _load(args.config, args.set)
+    config = _load(args.config, args.set, args.overlay)
     code = _preflight_run(config, args)
     if code:
         return code
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a job config and print it resolved")
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--overlay", action="append", metavar="FILE", help=OVERLAY_HELP)
     p.add_argument(
         "--check", action="store_true", help="also check live that models resolve, output_dir is writable and free"
     )
@@ -303,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", help="check these stage names too")
     p.add_argument("--force", nargs="+", default=[], help="check these stage names too")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--overlay", action="append", metavar="FILE", help=OVERLAY_HELP)
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("run", help="run the pipeline (skips up-to-date stages, resumes interrupted ones)")
@@ -311,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", help="run only these stages (their inputs must exist)")
     p.add_argument("--force", nargs="+", default=[], help="re-run these stages even if up to date")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--overlay", action="append", metavar="FILE", help=OVERLAY_HELP)
     p.add_argument(
         "--no-preflight",
         action="store_true",
@@ -322,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="each stage: done / stale / missing, rows, wall time")
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--overlay", action="append", metavar="FILE", help=OVERLAY_HELP)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("config-reference", help="every config field with its type, default and description (markdown)")

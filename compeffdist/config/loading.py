@@ -75,9 +75,32 @@ def _type_hint(item: Any) -> str:
     return hint
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> JobConfig:
-    """Load and validate a YAML job config; raise ConfigError with field paths on any problem."""
+def load_config(
+    path: str | Path, overrides: dict[str, Any] | None = None, overlays: list[str | Path] | None = None
+) -> JobConfig:
+    """Load and validate a YAML job config; raise ConfigError with field paths on any problem.
+
+    `overlays` are YAML files merged over it in order, section by section (e.g. the `training:` of a
+    GPU class, configs/training/gpu-40gb.yaml); `overrides` (`--set`) come last.
+    """
     path = Path(path)
+    raw = _read_yaml(path)
+    for overlay in overlays or []:
+        _merge(raw, _read_yaml(Path(overlay)))
+    overrides = dict(overrides or {})
+    for dotted, value in overrides.items():
+        # An override's relative paths are the caller's: relative to the working directory, not the file.
+        if dotted in PATH_FIELDS and isinstance(value, str) and "://" not in value:
+            value = str(Path(value).resolve())
+        _set_dotted(raw, dotted, value, path)
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc, overrides)) from exc
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's mapping, its relative paths made relative to the file."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -89,16 +112,16 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Jo
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     _resolve_relative_paths(raw, path.parent.resolve())
-    overrides = dict(overrides or {})
-    for dotted, value in overrides.items():
-        # An override's relative paths are the caller's: relative to the working directory, not the file.
-        if dotted in PATH_FIELDS and isinstance(value, str) and "://" not in value:
-            value = str(Path(value).resolve())
-        _set_dotted(raw, dotted, value, path)
-    try:
-        return JobConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, overrides)) from exc
+    return raw
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> None:
+    """Merge `overlay` into `base`: mappings key by key, anything else replaced."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any, path: Path) -> None:

@@ -113,15 +113,13 @@ def test_gpu_class_training_configs_keep_the_recipe_and_fit_their_gpus(name, dat
     one fp32 loss chunk (logits, their gradient, softmax)."""
     from pathlib import Path
 
-    import yaml
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
     from compeffdist.config import load_config
 
     monkeypatch.setenv("COMPEFFDIST_DATA_ROOT", str(data_root))
     configs = Path(__file__).resolve().parents[2] / "configs"
-    section = yaml.safe_load((configs / "training" / name).read_text())["training"]
-    job = load_config(configs / "gemma3-27b-to-4b.yaml", overrides={"training": section})
+    job = load_config(configs / "gemma3-27b-to-4b.yaml", overlays=[configs / "training" / name])  # as --overlay
     paper = load_config(configs / "gemma3-27b-to-4b.yaml").training
     t = job.training
     assert t.global_batch_size == paper.global_batch_size == 128 and t.zero_stage == 2
