@@ -16,7 +16,7 @@ from compeffdist.instructions.teacher import (
     AnswerParser,
     TeacherCall,
     ask_teacher,
-    teacher_models,
+    teacher_output,
 )
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -80,13 +80,8 @@ def enumerate_attributes(ctx: StageContext) -> StageOutput:
             )
     domains = sorted({t["domain"] for t in texts})
     ctx.log(f"{len(rows)} attribute mentions from {stats.parsed} of {len(texts)} texts ({len(domains)} domains)")
-    return StageOutput(
-        table=pa.Table.from_pylist(rows, schema=MENTION_SCHEMA),
-        counts={"texts": len(texts), "mentions": len(rows), **stats.counts("teacher")},
-        models=teacher_models(ctx),
-        token_usage=stats.usage,
-        extra={"sampling": cfg.enumeration_sampling.model_dump(), "domains": domains},
-    )
+    counts = {"texts": len(texts), "mentions": len(rows), **stats.counts("teacher")}
+    return teacher_output(ctx, rows, MENTION_SCHEMA, counts, stats.usage, cfg.enumeration_sampling, domains=domains)
 
 
 STAGE = Stage(

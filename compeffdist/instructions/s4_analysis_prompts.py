@@ -19,7 +19,7 @@ from compeffdist.instructions.teacher import (
     AnswerParser,
     TeacherCall,
     ask_teacher,
-    teacher_models,
+    teacher_output,
 )
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -67,17 +67,18 @@ def generate_analysis_prompts(ctx: StageContext) -> StageOutput:
             }
             for index, prompt in enumerate(kept)
         ]
-    return StageOutput(
-        table=pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA),
-        counts={
+    return teacher_output(
+        ctx,
+        rows,
+        PROMPT_SCHEMA,
+        {
             "clusters": len(clusters),
             "prompts": len(rows),
             **drop_counts("prompts", dropped),
             **stats.counts("teacher"),
         },
-        models=teacher_models(ctx),
-        token_usage=stats.usage,
-        extra={"sampling": cfg.generation_sampling.model_dump()},
+        stats.usage,
+        cfg.generation_sampling,
     )
 
 

@@ -20,7 +20,7 @@ from compeffdist.instructions.teacher import (
     AnswerParser,
     TeacherCall,
     ask_teacher,
-    teacher_models,
+    teacher_output,
 )
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -71,17 +71,18 @@ def generate_task_ideas(ctx: StageContext) -> StageOutput:
             }
             for index, idea in enumerate(kept)
         ]
-    return StageOutput(
-        table=pa.Table.from_pylist(rows, schema=IDEA_SCHEMA),
-        counts={
+    return teacher_output(
+        ctx,
+        rows,
+        IDEA_SCHEMA,
+        {
             "clusters": len(clusters),
             "ideas": len(rows),
             **drop_counts("ideas", dropped, IDEA_DROP_REASONS),
             **stats.counts("ideas"),
         },
-        models=teacher_models(ctx),
-        token_usage=stats.usage,
-        extra={"sampling": cfg.generation_sampling.model_dump()},
+        stats.usage,
+        cfg.generation_sampling,
     )
 
 

@@ -30,7 +30,7 @@ from compeffdist.instructions.teacher import (
     AnswerParser,
     TeacherCall,
     ask_teacher,
-    teacher_models,
+    teacher_output,
 )
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -108,9 +108,11 @@ def standardize_tasks(ctx: StageContext) -> StageOutput:
                 "request_id": call.request_id if task else idea["request_id"],
             }
         )
-    return StageOutput(
-        table=pa.Table.from_pylist(rows, schema=TASK_SCHEMA),
-        counts={
+    return teacher_output(
+        ctx,
+        rows,
+        TASK_SCHEMA,
+        {
             "ideas": len(ideas),
             "tasks": len(rows),
             "tasks_kept_unstandardized": sum(not r["standardized"] for r in rows),
@@ -118,9 +120,8 @@ def standardize_tasks(ctx: StageContext) -> StageOutput:
             **drop_counts("seed_demos", seed_drops),
             **stats.counts("standardize"),
         },
-        models=teacher_models(ctx),
-        token_usage=stats.usage,
-        extra={"sampling": cfg.generation_sampling.model_dump()},
+        stats.usage,
+        cfg.generation_sampling,
     )
 
 

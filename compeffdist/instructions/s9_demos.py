@@ -20,7 +20,7 @@ from compeffdist.instructions.teacher import (
     AnswerParser,
     TeacherCall,
     ask_teacher,
-    teacher_models,
+    teacher_output,
 )
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -93,17 +93,18 @@ def generate_demos(ctx: StageContext) -> StageOutput:
                 for j, demo in enumerate(kept)
             ]
             kept_for_task += len(kept)
-    return StageOutput(
-        table=pa.Table.from_pylist(rows, schema=DEMO_SCHEMA),
-        counts={
+    return teacher_output(
+        ctx,
+        rows,
+        DEMO_SCHEMA,
+        {
             "tasks": len(tasks),
             "demos": len(rows),
             **drop_counts("demos", dropped, (*DROP_REASONS, "extra_pairs")),
             **stats.counts("teacher"),
         },
-        models=teacher_models(ctx),
-        token_usage=stats.usage,
-        extra={"sampling": cfg.generation_sampling.model_dump()},
+        stats.usage,
+        cfg.generation_sampling,
     )
 
 

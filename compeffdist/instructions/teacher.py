@@ -32,7 +32,7 @@ from compeffdist.generation.worker import ANSWERS_FIELD, Reasks
 from compeffdist.instructions import ids
 from compeffdist.instructions.parsing import Parsed
 from compeffdist.instructions.seeds import request_seed
-from compeffdist.stage import StageContext
+from compeffdist.stage import StageContext, StageOutput
 
 # Config sections that decide every teacher answer (part of each teacher stage's hash).
 TEACHER_SECTIONS = (
@@ -104,9 +104,23 @@ class TeacherStats:
         }
 
 
-def teacher_models(ctx: StageContext) -> dict[str, str]:
-    """The `models` entry of a teacher stage's manifest."""
-    return {"teacher": ctx.config.models.teacher.name}
+def teacher_output(
+    ctx: StageContext,
+    rows: list[dict[str, Any]],
+    schema: pa.Schema,
+    counts: dict[str, int],
+    usage: dict[str, dict[str, int]],
+    sampling: SamplingConfig,
+    **extra: Any,
+) -> StageOutput:
+    """A teacher stage's artifact: its rows, counts, the teacher's name and token usage, the sampling it used."""
+    return StageOutput(
+        table=pa.Table.from_pylist(rows, schema=schema),
+        counts=counts,
+        models={"teacher": ctx.config.models.teacher.name},
+        token_usage=usage,
+        extra={"sampling": sampling.model_dump(), **extra},
+    )
 
 
 def judge(result: GenerationResult, parser: AnswerParser) -> tuple[bool, str]:
