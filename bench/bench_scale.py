@@ -4,8 +4,9 @@ For each N: N synthetic teacher answers (JSONL, the paper's released format: ins
 cluster, task) are imported -> scored for difficulty by a tiny scorer built from config (1-layer
 Llama, hidden 64, own BPE) on a local Ray -> selected (soft, in-prompt, 10%) -> prepared for training
 (tokenized and packed by Ray Data tasks). Each N runs in a fresh child process, whose peak RSS
-(`ru_maxrss`) is the driver's: the number the scale issue bounds. Ray's own processes (raylet,
-workers, object store) are not the driver and are not counted.
+(VmHWM) is the driver's: the number the scale issue bounds. It is also reset once imports and Ray's
+start-up are done, so the stages' own peak is reported apart. Ray's own processes (raylet, workers,
+object store) are not the driver and are not counted.
 
     .venv/bin/python bench/bench_scale.py --records 50000 500000 [--answer-words 12] [--templates 200]
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -89,7 +89,9 @@ def run_one(workdir: Path, model: Path, answers: Path, records: int) -> dict:
     )
     ensure_ray(config.ray)
     runner = Runner(config)
-    walls, peaks = {}, {"before": _peak_mb()}
+    setup = _peak_mb()  # imports, Ray start-up
+    _reset_peak()  # from here on the peak is the stages' own
+    walls, peaks = {}, {}
     for stage in ("responses", "difficulty", "selection"):
         started = time.perf_counter()
         runner.run(only=[stage])
@@ -106,15 +108,28 @@ def run_one(workdir: Path, model: Path, answers: Path, records: int) -> dict:
         "sequences": sequences,
         "wall_s": round(sum(walls.values()), 1),
         **{f"{k} s": v for k, v in walls.items()},
+        "setup peak MB": setup,
         # The running peak after each stage shows which one raised it.
         **{f"peak after {k} MB": v for k, v in peaks.items()},
-        "driver_peak_rss_mb": _peak_mb(),
+        "driver_peak_rss_mb": max(setup, _peak_mb()),
+        "stages_peak_rss_mb": _peak_mb(),
     }
 
 
 def _peak_mb() -> float:
-    """This process's peak resident set so far, in MB (Linux reports ru_maxrss in KB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """This process's peak resident set (VmHWM) in MB.
+
+    Not `ru_maxrss`: Linux keeps it across exec, so a child started by a big parent reports the parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def _reset_peak() -> None:
+    """Reset VmHWM to the current resident set (Linux >= 4.0), so later peaks are the stages' own."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def prepare_training_data(runner, config) -> int:
@@ -167,6 +182,8 @@ def main() -> None:
     columns = [(k, k) for k in rows[0]]
     write_results("scale", rows, columns, {"templates": args.templates, "answer_words": args.answer_words})
     shutil.rmtree(root, ignore_errors=True)
+    stages = rows[-1]["stages_peak_rss_mb"] / rows[0]["stages_peak_rss_mb"]
+    print(f"peak RSS during the stages, largest/smallest N: {stages:.2f}")
     ratio = rows[-1]["driver_peak_rss_mb"] / rows[0]["driver_peak_rss_mb"]
     print(f"driver peak RSS ratio largest/smallest N: {ratio:.2f}")
 
