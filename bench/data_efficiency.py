@@ -1,15 +1,17 @@
-"""The paper's data-efficiency experiment at a scale this machine runs: same student, four training sets.
+"""The paper's data-efficiency experiment at a scale this machine runs: same student, five training sets.
 
 Arms (METHOD.md §3.2): (a) all teacher-labeled records, (b) `--rate` chosen by the rank-based soft
-sampler, (c) `--rate` at random, (d) `--rate` with the highest IFD (the Cherry-LLM baseline). The
-subsets are exact-size and stratified per instruction template ("inprompt"), so every arm at the
-same rate trains on the same number of records.
+sampler, (c) `--rate` at random, (d) `--rate` with the highest IFD (the Cherry-LLM baseline), and
+the ablation (e): (b) with the rank score computed on the chat-templated text instead of the
+official raw concatenation (docs/fidelity.md). The subsets are exact-size and stratified per
+instruction template ("inprompt"), so every arm at the same rate trains on the same number of records.
 
 How it runs: the chain up to teacher responses runs once (`shared/`); difficulty is scored once per
-metric (`metric-rank/`, `metric-ifd/`); each arm × seed then gets its own output folder seeded with
-copies of those finished artifacts (their manifests stay valid, so only selection, training and
-evaluation run there). Seeds vary the selection and training (`selection.seed`, `training.seed`),
-not the shared data. The base student and the teacher are evaluated once on the same examples.
+scoring (`metric-rank/`, `metric-rank-chat/`, `metric-ifd/`); each arm × seed then gets its own
+output folder seeded with copies of those finished artifacts (their manifests stay valid, so only
+selection, training and evaluation run there). Seeds vary the selection and training
+(`selection.seed`, `training.seed`), not the shared data. The base student and the teacher are
+evaluated once on the same examples.
 
     .venv/bin/python bench/data_efficiency.py [--config configs/local.yaml] [--records 320] [--rate 0.1]
         [--seeds 1 2 3] [--datasets ...] [--limit 30] [--out runs/data-efficiency] [--set KEY=VALUE ...]
@@ -36,11 +38,18 @@ from common import REPO, write_results  # bench/ is on sys.path when a script he
 from compeffdist.cli import parse_overrides
 
 SHARED_UNTIL = "responses"
+# Difficulty settings scored once each; every other difficulty setting is the config's (official by default).
+SCORINGS: dict[str, dict[str, Any]] = {
+    "rank": {"metric": "rank"},
+    "rank-chat": {"metric": "rank", "chat_template": True},
+    "ifd": {"metric": "ifd"},
+}
 ARMS: dict[str, dict[str, Any]] = {
-    "all": {"metric": "rank", "selection": {"method": "random", "rate": 1.0}},
-    "soft-rank": {"metric": "rank", "selection": {"method": "soft", "a": 1.0}},
-    "random": {"metric": "rank", "selection": {"method": "random"}},
-    "ifd": {"metric": "ifd", "selection": {"method": "hard"}},
+    "all": {"scoring": "rank", "selection": {"method": "random", "rate": 1.0}},
+    "soft-rank": {"scoring": "rank", "selection": {"method": "soft", "a": 1.0}},
+    "soft-rank-chat": {"scoring": "rank-chat", "selection": {"method": "soft", "a": 1.0}},
+    "random": {"scoring": "rank", "selection": {"method": "random"}},
+    "ifd": {"scoring": "ifd", "selection": {"method": "hard"}},
 }
 # Small-budget evaluation subset: every task group (basic, multifaceted, fine-grained) is represented.
 DEFAULT_DATASETS = ["sc/sst2", "sc/twitter", "multifaced/irony18", "multifaced/tweeteval", "absa/atsa_rest16"]
@@ -98,19 +107,19 @@ def main() -> None:
     shared = _run(args.config, {**common, "run.output_dir": str(out / "shared")}, until=SHARED_UNTIL)
     shared_stages = [s.name for s in shared.stages[: [s.name for s in shared.stages].index(SHARED_UNTIL) + 1]]
 
-    for metric in sorted({arm["metric"] for arm in ARMS.values()}):
-        folder = out / f"metric-{metric}"
+    for scoring in sorted({arm["scoring"] for arm in ARMS.values()}):
+        folder = out / f"metric-{scoring}"
         _seed_folder(out / "shared", folder, shared_stages)
-        _log(f"difficulty ({metric}) in {folder}")
-        _run(args.config, {**common, "run.output_dir": str(folder), "difficulty.metric": metric}, until="difficulty")
+        _log(f"difficulty ({scoring}) in {folder}")
+        _run(args.config, {**common, "run.output_dir": str(folder), **_difficulty(scoring)}, until="difficulty")
 
     rows: list[dict[str, Any]] = []
     for name, arm in ARMS.items():
         for seed in args.seeds:
             folder = out / f"{name}-seed{seed}"
-            _seed_folder(out / f"metric-{arm['metric']}", folder, [*shared_stages, "difficulty"])
+            _seed_folder(out / f"metric-{arm['scoring']}", folder, [*shared_stages, "difficulty"])
             overrides = {
-                **common, "run.output_dir": str(folder), "difficulty.metric": arm["metric"],
+                **common, "run.output_dir": str(folder), **_difficulty(arm["scoring"]),
                 "selection.seed": seed, "training.seed": seed,
                 **{f"selection.{k}": v for k, v in arm["selection"].items()},
             }  # fmt: skip
@@ -126,6 +135,10 @@ def main() -> None:
         reference = _reference_rows(args.config, common, out, evaluation)
     _report(rows, reference, args, time.time() - started)
     (out / "rows.json").write_text(json.dumps({"arms": rows, "reference": reference}, indent=2, default=str))
+
+
+def _difficulty(scoring: str) -> dict[str, Any]:
+    return {f"difficulty.{key}": value for key, value in SCORINGS[scoring].items()}
 
 
 def _reference_rows(config_path: Path, common: dict[str, Any], out: Path, evaluation: dict[str, Any]) -> list[dict]:

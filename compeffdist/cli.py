@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 EXIT_CONFIG = 2
 EXIT_BUSY = 3
 EXIT_STAGE_FAILED = 4
+OVERLAY_HELP = "a YAML file merged over the config, e.g. configs/training/gpu-40gb.yaml (repeatable; --set wins)"
 SET_HELP = "override a config value, e.g. --set run.output_dir=s3://bucket/run1 (repeatable)"
 
 
@@ -42,9 +43,9 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, object]:
     return overrides
 
 
-def _load(path: str, pairs: list[str] | None = None) -> JobConfig:
+def _load(path: str, pairs: list[str] | None = None, overlays: list[str] | None = None) -> JobConfig:
     try:
-        return load_config(path, parse_overrides(pairs))
+        return load_config(path, parse_overrides(pairs), overlays)
     except ConfigError as exc:
         print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_CONFIG) from exc
@@ -64,7 +65,7 @@ def _report_problems(findings: list[Finding], heading: str) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = _load(args.config, args.set)
+    config = _load(args.config, args.set, args.overlay)
     print(yaml.safe_dump(redact_data(config.model_dump(mode="json")), sort_keys=False), end="")
     if args.check:
         from compeffdist.preflight import preflight
@@ -81,8 +82,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from compeffdist.pipeline import all_stages
     from compeffdist.preflight import check_stage_names, preflight
 
-    config = _load(args.config, args.set)
-    names = [stage.name for stage in all_stages()]
+    config = _load(args.config, args.set, args.overlay)
+    names = [stage.name for stage in all_stages(config)]
     findings = check_stage_names(names, args.until, args.only, args.force) + preflight(config, with_lease=True)
     for finding in findings:
         print(f"{'ok' if finding.ok else 'PROBLEM':<8} {finding}")
@@ -126,7 +127,7 @@ def _summary_table(config: JobConfig, own_run: str | None = None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _load(args.config, args.set)
+    config = _load(args.config, args.set, args.overlay)
     try:
         print(_summary_table(config))
     except OSError as exc:  # an unreachable bucket or unreadable folder: say so, no traceback
@@ -140,7 +141,7 @@ def _preflight_run(config: JobConfig, args: argparse.Namespace) -> int:
     from compeffdist.pipeline import all_stages
     from compeffdist.preflight import check_stage_names, preflight
 
-    names = [stage.name for stage in all_stages()]
+    names = [stage.name for stage in all_stages(config)]
     findings = check_stage_names(names, args.until, args.only, args.force)
     if not findings and not args.no_preflight:
         findings = preflight(config)
@@ -150,10 +151,11 @@ def _preflight_run(config: JobConfig, args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from compeffdist.failures import StageFailed
     from compeffdist.lease import LeaseLost, OutputBusy
+    from compeffdist.nodecheck import NodeCheckError
     from compeffdist.pipeline import Runner
     from compeffdist.preflight import check_only_inputs
 
-    config = _load(args.config, args.set)
+    config = _load(args.config, args.set, args.overlay)
     code = _preflight_run(config, args)
     if code:
         return code
@@ -173,19 +175,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StageFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_STAGE_FAILED
+    except NodeCheckError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 
 def _run_stages(runner: Runner, args: argparse.Namespace) -> None:
     """Start Ray, run the selected stages, and always print the summary and write the report."""
     from compeffdist.accounting import write_accounting
-    from compeffdist.raysession import ensure_ray
+    from compeffdist.raysession import ensure_ray, joins_cluster
     from compeffdist.report import write_report
 
     config = runner.config
     selected = runner.select(args.until, args.only)
     print(redact_text(f"run {config.run.name}: {len(selected)} stage(s) -> {config.run.output_dir}"), file=sys.stderr)
     ensure_ray(config.ray)
+    if joins_cluster(config.ray) and not args.no_preflight:
+        from compeffdist.nodecheck import check_nodes
+
+        # Seconds per node type, instead of a missing package or GPU surfacing hours in at the stage that needs it.
+        check_nodes(config, [s.name for s in selected], log=lambda line: print(line, file=sys.stderr))
     try:
         runner.run(until=args.until, only=args.only, force=args.force)
     finally:
@@ -264,6 +274,18 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from compeffdist.config_reference import render
+
+    text = render(JobConfig)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compeffdist", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a job config and print it resolved")
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--overlay", action="append", metavar="FILE", help=OVERLAY_HELP)
     p.add_argument(
         "--check", action="store_true", help="also check live that models resolve, output_dir is writable and free"
     )
@@ -282,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", help="check these stage names too")
     p.add_argument("--force", nargs="+", default=[], help="check these stage names too")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--overlay", action="append", metavar="FILE", help=OVERLAY_HELP)
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("run", help="run the pipeline (skips up-to-date stages, resumes interrupted ones)")
@@ -290,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", help="run only these stages (their inputs must exist)")
     p.add_argument("--force", nargs="+", default=[], help="re-run these stages even if up to date")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--overlay", action="append", metavar="FILE", help=OVERLAY_HELP)
     p.add_argument(
         "--no-preflight",
         action="store_true",
@@ -301,7 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="each stage: done / stale / missing, rows, wall time")
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--overlay", action="append", metavar="FILE", help=OVERLAY_HELP)
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("config-reference", help="every config field with its type, default and description (markdown)")
+    p.add_argument("--out", help="write it to this file (docs/config.md) instead of printing it")
+    p.set_defaults(func=cmd_config_reference)
 
     p = sub.add_parser("evaluate", help="evaluate one or more models on SentiBench, side by side")
     p.add_argument("--model", required=True, action="append", help="HF folder or hub id, or LABEL=PATH; repeatable")

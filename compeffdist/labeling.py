@@ -61,36 +61,9 @@ def format_instruction(template: dict[str, Any], text: str, demos: list[dict[str
     return "\n\n".join(blocks)
 
 
-def _parse_demos(raw: str | None) -> list[dict[str, str]]:
-    try:
-        demos = json.loads(raw or "[]")
-    except json.JSONDecodeError:
-        return []
-    return [d for d in demos if isinstance(d, dict) and isinstance(d.get("input"), str) and "output" in d]
-
-
-class PartWriter:
-    """Collects rows and writes a Parquet part every `rows_per_part` rows into the stage's work area."""
-
-    def __init__(self, ctx: StageContext, schema: pa.Schema, rows_per_part: int) -> None:
-        self.folder = ctx.work / "parts"
-        self.folder.mkdir()
-        self.schema = schema
-        self.rows_per_part = rows_per_part
-        self.rows: list[dict[str, Any]] = []
-        self.parts: list[Any] = []
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= self.rows_per_part:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            part = self.folder / f"part-{len(self.parts):06d}.parquet"
-            part.write_parquet(pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.parts.append(part)
-            self.rows = []
+def _template_demos(template: dict[str, Any]) -> list[dict[str, str]]:
+    """A template's demos, read from its typed `demos` column (list of {input, output} structs)."""
+    return [{"input": d["input"], "output": d["output"]} for d in template.get("demos") or []]
 
 
 def build_records(ctx: StageContext) -> StageOutput:
@@ -99,11 +72,13 @@ def build_records(ctx: StageContext) -> StageOutput:
     templates = ctx.read("templates").to_pylist()
     texts = ctx.read("pool", columns=["text_id", "domain", "text"])
     if not templates:
-        raise RuntimeError("no instruction templates: the templates stage produced nothing to label with")
+        from compeffdist.failures import StageFailed
+
+        raise StageFailed("no instruction templates: the templates stage produced nothing to label with")
     rng = random.Random(ctx.config.run.seed)
     by_group: dict[str, dict[int, list[dict[str, Any]]]] = {"analysis": defaultdict(list), "task": defaultdict(list)}
     for template in sorted(templates, key=lambda t: t["template_id"]):
-        template["parsed_demos"] = _parse_demos(template.get("demos"))
+        template["parsed_demos"] = _template_demos(template)
         group = "analysis" if template["kind"] == ANALYSIS else "task"
         by_group[group][template["cluster_id"]].append(template)
     available = [g for g in ("analysis", "task") if by_group[g]]
@@ -118,7 +93,7 @@ def build_records(ctx: StageContext) -> StageOutput:
     rng.shuffle(order)
     text_ids, domains, bodies = (texts.column(name) for name in ("text_id", "domain", "text"))
     cursor: dict[str, int] = defaultdict(int)  # per template: next position in its walk of the pool
-    writer = PartWriter(ctx, RECORD_SCHEMA, rows_per_part(wanted, ctx.config.engines.teacher))
+    writer = ctx.part_writer(RECORD_SCHEMA, rows_per_part(wanted, ctx.config.engines.teacher))
     kinds: Counter[str] = Counter()
     made = attempts = 0
     while made < wanted and attempts < wanted * 20:

@@ -86,8 +86,7 @@ def _role_needs(config: JobConfig, role: str, num_gpus: float) -> tuple[list[str
     """(modules to import, vLLM on GPU, GPU training) for one role."""
     if role == "trainer":
         training = config.training
-        modules = ["torch", "transformers", "ray.train.torch", "compeffdist.training.loop"]
-        modules += ["deepspeed"] if training.strategy == "deepspeed" else []
+        modules = ["torch", "transformers", "ray.train.torch", "deepspeed", "compeffdist.training.loop"]
         modules += ["peft"] if training.lora is not None else []
         return modules, False, training.use_gpu
     if role == "embedding":
@@ -113,7 +112,7 @@ def node_types(config: JobConfig, stage_names: Iterable[str] | None = None) -> l
 
     wanted = None if stage_names is None else set(stage_names)
     stages_of: dict[str, list[str]] = {}
-    for stage in all_stages():
+    for stage in all_stages(config):
         if wanted is not None and stage.name not in wanted:
             continue
         for role, section in ROLE_SECTIONS.items():

@@ -2,15 +2,14 @@
 
 A resumable stage keeps shards under `_work/<stage>/shards/` (and, for instruction stages, one
 folder per teacher step under `_work/<stage>/teacher/<step>-<attempt>/shards/`). Their row count is
-N; M is known for the stages that map an input stage row for row (`ROW_FOR_ROW`), from that
-stage's manifest. Whether the shards will be resumed is decided as the stage decides it: the work
-area's `key.json` must equal the key the stage would run with now.
+N; M is what the maps wrote beside their shards when they started (`EXPECTED_ROWS`). Whether the
+shards will be resumed is decided as the stage decides it: the work area's `key.json` must equal
+the key the stage would run with now.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,7 @@ from compeffdist.storage import Location
 
 KEY_FILE = "key.json"  # written by StageContext._prepare_work
 SHARDS = "shards"  # rowmap.SHARDS
-
-# Stages whose shards hold one row per row of an input stage: input stage, rows it will map from its counts.
-ROW_FOR_ROW: dict[str, tuple[str, Callable[[dict[str, int]], int]]] = {
-    "responses": ("records", lambda counts: counts["rows"]),
-    "difficulty": ("responses", lambda counts: counts["rows"] - counts.get("failed", 0)),  # usable responses only
-}
+EXPECTED_ROWS = "_expected_rows.json"  # rowmap.EXPECTED_ROWS: written beside each shard folder when its map starts
 
 
 @dataclass(frozen=True)
@@ -55,12 +49,9 @@ def work_progress(store: ArtifactStore, stage: str, expected_key: dict[str, Any]
     except FileNotFoundError:
         return None
     rows = sum(shard.parquet_rows() for shard in shard_files(work))
-    expected = None
-    if stage in ROW_FOR_ROW:
-        source, count = ROW_FOR_ROW[stage]
-        manifest = store.manifest(source)
-        expected = count(manifest.counts) if manifest is not None and "rows" in manifest.counts else None
-    elif rows == 0:
+    totals = [f for f in work.list_files(EXPECTED_ROWS, recursive=True) if f.name == EXPECTED_ROWS]
+    expected = sum(json.loads(f.read_text())["rows"] for f in totals) if totals else None
+    if expected is None and rows == 0:
         return None  # a work area without shards (a training run's checkpoints): nothing to count here
     resumable = expected_key is not None and key == json.dumps(expected_key, sort_keys=True)
     return WorkProgress(rows=rows, expected=expected, resumable=resumable)

@@ -19,16 +19,26 @@ from compeffdist.redact import redact_text
 from compeffdist.stage import Stage, StageContext
 
 
-def all_stages() -> list[Stage]:
-    """Every stage in execution order. Imports are local so `compeffdist --help` stays light."""
-    from compeffdist.data.pool import STAGES as POOL
+def all_stages(config: JobConfig | None = None) -> list[Stage]:
+    """Every stage of a run in execution order. With `labeling.imported` set, the teacher's answers come from
+    files: `responses` reads them, and instruction construction, the pool and records do not run.
+
+    Imports are local so `compeffdist --help` stays light.
+    """
     from compeffdist.difficulty.stages import STAGES as DIFFICULTY
     from compeffdist.evaluation.stages import STAGES as EVALUATION
-    from compeffdist.instructions.stages import STAGES as INSTRUCTIONS
-    from compeffdist.labeling import STAGES as LABELING
     from compeffdist.training.stages import STAGES as TRAINING
 
-    stages = [*POOL, *INSTRUCTIONS, *LABELING, *DIFFICULTY, *TRAINING, *EVALUATION]
+    if config is not None and config.labeling.imported is not None:
+        from compeffdist.imported import STAGES as IMPORTED
+
+        stages = [*IMPORTED, *DIFFICULTY, *TRAINING, *EVALUATION]
+    else:
+        from compeffdist.data.pool import STAGES as POOL
+        from compeffdist.instructions.stages import STAGES as INSTRUCTIONS
+        from compeffdist.labeling import STAGES as LABELING
+
+        stages = [*POOL, *INSTRUCTIONS, *LABELING, *DIFFICULTY, *TRAINING, *EVALUATION]
     _check_graph(stages)
     return stages
 
@@ -71,7 +81,7 @@ class Runner:
 
     def __init__(self, config: JobConfig, stages: list[Stage] | None = None) -> None:
         self.config = config
-        self.stages = stages if stages is not None else all_stages()
+        self.stages = stages if stages is not None else all_stages(config)
         self.by_name = {s.name: s for s in self.stages}
         self.store = ArtifactStore(config.run.output_dir)
         self._external_cache: dict[str, str] = {}

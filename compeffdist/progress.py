@@ -26,6 +26,7 @@ class Progress:
         # summaries in bunches, so its own clock says little about when batches completed.
         self.batches: list[tuple[float, int]] = []
         self._last_print = 0.0
+        self._printed: tuple[int, int, int] | None = None
 
     def update(self, summary: dict[str, Any]) -> None:
         self.batches.append((float(summary["finished_at"]), int(summary.get("output_tokens", 0))))
@@ -38,6 +39,7 @@ class Progress:
 
     def _print(self) -> None:
         self._last_print = time.time()
+        self._printed = (self.rows, self.tokens, self.errors)
         elapsed = max(self._last_print - self.started, 1e-9)
         rate = self.rows / elapsed
         eta = (self.total - self.rows) / rate if rate > 0 else float("inf")
@@ -56,4 +58,6 @@ class Progress:
         return sum(tokens for _, tokens in ordered[1:]) / (ordered[-1][0] - ordered[0][0])
 
     def finish(self) -> None:
-        self._print()
+        """The final line, unless the last update already printed these very numbers."""
+        if self._printed != (self.rows, self.tokens, self.errors):
+            self._print()

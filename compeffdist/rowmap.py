@@ -26,11 +26,13 @@ import pyarrow.compute as pc
 
 from compeffdist.config import ResourceConfig
 from compeffdist.generation.usage import batch_tokens
+from compeffdist.idset import IdSet
 from compeffdist.progress import Progress
 from compeffdist.stage import StageContext
 from compeffdist.storage import Location
 
 SHARDS = "shards"
+EXPECTED_ROWS = "_expected_rows.json"  # beside the shards: how many rows the map has in all (`status` shows N of M)
 MAX_BLOCKS = 1000
 # Reading parts and filtering ids are light. They reserve no CPU, so an actor pool that holds every core
 # (2 one-CPU actors, or one two-CPU actor, on a 2-core machine) cannot starve its own input and deadlock.
@@ -150,6 +152,7 @@ def source_dataset(
         dataset = ray.data.from_items(indexes, override_num_blocks=max(1, len(source))).map_batches(
             _read_parts, fn_kwargs={"parts": source}, batch_size=1, batch_format="pyarrow", num_cpus=IO_TASK_CPUS
         )
+    (shard_dir / EXPECTED_ROWS).write_text(json.dumps({"rows": total}))
     if len(done):
         ctx.log(f"resuming: {len(done)} of {total} rows already in shards, {total - len(done)} to go")
         dataset = dataset.map_batches(
@@ -245,18 +248,16 @@ def publish_shards(
     into the part's rows (e.g. moving failed rows to rejects); `on_part` then sees each part's rows while
     they are in memory (token usage, report columns), so nobody reads them again.
     """
-    seen: set[str] = set()
+    seen = IdSet()  # 8 bytes an id: the driver's memory must not grow with the record count
     parts = []
     for index, shard in enumerate(shard_dir.list_files(".parquet")):
         table = shard.read_parquet()
         table = table.drop_columns([name for name in drop if name in table.column_names])
-        ids = table.column(id_column).to_pylist()
-        keep = [i for i, value in enumerate(ids) if value not in seen]
-        seen.update(ids)
-        part_table = table.take(keep) if len(keep) != len(ids) else table
-        if transform is not None and keep:
+        new = seen.first_seen(table.column(id_column).to_pylist())
+        part_table = table.filter(pa.array(new)) if not new.all() else table
+        if transform is not None and new.any():
             part_table = transform(part_table)
-        if part_table.num_rows and keep:
+        if part_table.num_rows and new.any():
             part = out_dir / f"shard-{index:06d}.parquet"
             part.write_parquet(part_table)
             parts.append(part)

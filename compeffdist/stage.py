@@ -114,6 +114,10 @@ class StageContext:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def part_writer(self, schema: pa.Schema, rows_per_part: int) -> PartWriter:
+        """Collects output rows and writes them as Parquet parts in the work area (publish with `.parts`)."""
+        return PartWriter(self.work / "parts", schema, rows_per_part)
+
     def read(self, stage: str, columns: list[str] | None = None) -> pa.Table:
         return self.store.read_table(stage, columns=columns)
 
@@ -153,3 +157,30 @@ class StageContext:
 
     def log(self, message: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {self.stage.name}: {redact_text(message)}", file=sys.stderr, flush=True)
+
+
+class PartWriter:
+    """Writes rows as Parquet parts of `rows_per_part` rows, so a large output never sits whole in memory."""
+
+    def __init__(self, folder: Location, schema: pa.Schema, rows_per_part: int) -> None:
+        self.folder = folder
+        self.folder.mkdir()
+        self.schema = schema
+        self.rows_per_part = rows_per_part
+        self.rows: list[dict[str, Any]] = []
+        self.parts: list[Location] = []
+        self.rows_written = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows collected so far as one more part."""
+        if self.rows:
+            part = self.folder / f"part-{len(self.parts):06d}.parquet"
+            part.write_parquet(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.parts.append(part)
+            self.rows_written += len(self.rows)
+            self.rows = []

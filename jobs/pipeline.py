@@ -8,4 +8,4 @@ import sys
 from compeffdist.jobentry import run_job
 
 if __name__ == "__main__":
-    sys.exit(run_job(None, __doc__))
+    sys.exit(run_job(__doc__, single_stage=False))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,10 +50,10 @@ def tiny_config(tmp_path: Path, data_root: Path, model_dir: Path, **sections) ->
 
 FIXED_TEMPLATES = [
     {"template_id": "t-analysis-0", "cluster_id": 0, "kind": "analysis", "task_name": "analysis",
-     "task_description": "Please analyze the tone of this text.", "demos": "[]", "perspective": "tone"},
+     "task_description": "Please analyze the tone of this text.", "demos": [], "perspective": "tone"},
     {"template_id": "t-class-0", "cluster_id": 1, "kind": "classification", "task_name": "polarity",
      "task_description": "Classify the sentiment as positive, negative or neutral. Answer with the label only.",
-     "demos": json.dumps([{"input": "Great food!", "output": "positive"}, {"input": "Awful.", "output": "negative"}]),
+     "demos": [{"input": "Great food!", "output": "positive"}, {"input": "Awful.", "output": "negative"}],
      "perspective": "overall sentiment"},
 ]  # fmt: skip
 

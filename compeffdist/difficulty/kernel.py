@@ -3,9 +3,12 @@
 The rank score of a teacher token y_t (METHOD.md §3.1) is r_t / n_t when r_t < n_t and 1.0
 otherwise, where r_t is the 0-based rank of y_t in the scorer's next-token distribution sorted by
 probability and n_t, the 0.95-nucleus size, is 1 + the number of sorted tokens whose cumulative
-probability is below top_p. Ties are resolved in the teacher token's favour (r_t counts tokens
-with a strictly higher probability), so the rank does not depend on how a sort orders equal
-values (which matters for bf16 logits, where many values coincide).
+probability is below top_p. Tokens as probable as the teacher token are ranked by a rule, never by
+whatever order a sort happens to leave them in:
+- sort_position (official): the teacher token's position in a *stable* descending sort, i.e. equal
+  tokens with a smaller id come first. The official script's torch.sort on CUDA orders ties so at
+  every vocabulary size measured (docs/fidelity.md); on CPU torch.sort leaves them in no set order.
+- strictly_greater: only strictly more probable tokens count (ties resolved in the teacher's favour).
 
 Positions are processed in chunks so that a [chunk, vocab] float32 block is the largest tensor
 alive: a 128k vocabulary over thousands of response positions never materializes at once.
@@ -23,6 +26,7 @@ from typing import Any
 
 # Tokens at or below this rank score count as "the scorer's top-1" in the official average.
 TOP1_EPSILON = 1e-6
+TIE_RULES = ("sort_position", "strictly_greater")
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class TokenStats:
 
     rank_score: Any  # float32: r/n inside the nucleus, 1.0 outside
     logprob: Any  # float32: log p(teacher token)
-    rank: Any  # int64: tokens strictly more probable than the teacher token
+    rank: Any  # int64: the teacher token's rank under the tie rule
     nucleus: Any  # int64: nucleus size n
 
 
@@ -42,15 +46,20 @@ def token_stats(
     chunk: int = 256,
     head: Callable[[Any], Any] | None = None,
     partial_sort_k: int = 1024,
+    tie_rule: str = "sort_position",
 ) -> TokenStats:
     """Rank score, log-probability, rank and nucleus size for each position.
 
     `hidden_or_logits` is [N, H] hidden states when `head` (the LM head, hidden -> logits) is
     given, else [N, V] logits; `targets` is [N] teacher token ids. Logits of any dtype are
     upcast to float32 before the softmax. A descending sort per position (of its top
-    `partial_sort_k` first, see the module doc; 0 sorts everything) gives the nucleus.
+    `partial_sort_k` first, see the module doc; 0 sorts everything) gives the nucleus; `tie_rule`
+    ranks the teacher token among equally probable ones (module doc).
     """
     import torch
+
+    if tie_rule not in TIE_RULES:
+        raise ValueError(f"unknown tie rule {tie_rule!r}; known: {TIE_RULES}")
 
     count = int(targets.shape[0])
     device = hidden_or_logits.device
@@ -68,6 +77,9 @@ def token_stats(
             target_prob = probs.gather(1, target)
             inside = nucleus_sizes(probs, top_p, partial_sort_k)
             above = (probs > target_prob).sum(dim=-1)
+            if tie_rule == "sort_position":
+                token_ids = torch.arange(probs.shape[-1], device=device).unsqueeze(0)
+                above += ((probs == target_prob) & (token_ids < target)).sum(dim=-1)
             nucleus[start:stop] = inside
             rank[start:stop] = above
             rank_score[start:stop] = torch.where(

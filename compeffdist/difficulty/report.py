@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from compeffdist.difficulty.pool import ScoredPool
 from compeffdist.difficulty.sampling import Selection
 
 GROUP_ROWS_SHOWN = 40
@@ -74,7 +75,7 @@ def difficulty_markdown(rows: pa.Table, settings: dict[str, Any]) -> str:
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     lines += [
         f"- records: {rows.num_rows}; scored: {valued}; non-finite: {valued - scored.num_rows}; "
-        f"truncated: {truncated.num_rows} ({truncated_scored} scored on their visible tokens, "
+        f"truncated: {truncated.num_rows} ({truncated_scored} scored, "
         f"{truncated.num_rows - truncated_scored} not scored)",
         "",
     ]
@@ -91,35 +92,39 @@ def difficulty_markdown(rows: pa.Table, settings: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _breakdown(pool: pa.Table, kept: np.ndarray, key: str) -> list[str]:
-    table = pool.select([key, "difficulty"]).append_column("kept", pa.array(kept))
-    table = table.append_column("kept_difficulty", pc.if_else(table.column("kept"), table.column("difficulty"), 0.0))
-    grouped = table.group_by(key).aggregate(
-        [("difficulty", "count"), ("difficulty", "sum"), ("kept", "sum"), ("kept_difficulty", "sum")]
-    )
+def _breakdown(key: str, values: np.ndarray, difficulty: np.ndarray, kept: np.ndarray) -> list[str]:
+    """Pool and selected counts and mean difficulty per value of `key` (numpy, whatever the pool size)."""
+    names, index = np.unique(values, return_inverse=True)
+    total = np.bincount(index, minlength=len(names))
+    chosen = np.bincount(index, weights=kept, minlength=len(names))
+    sums = np.bincount(index, weights=difficulty, minlength=len(names))
+    chosen_sums = np.bincount(index, weights=difficulty * kept, minlength=len(names))
     lines = [
         f"| {key} | pool | selected | rate | mean difficulty (pool) | mean difficulty (selected) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for row in sorted(grouped.to_pylist(), key=lambda r: (str(type(r[key])), r[key])):
-        total, chosen = row["difficulty_count"], int(row["kept_sum"] or 0)
-        mean_chosen = f"{row['kept_difficulty_sum'] / chosen:.4f}" if chosen else "–"
+    for i, name in enumerate(names.tolist()):
+        mean_chosen = f"{chosen_sums[i] / chosen[i]:.4f}" if chosen[i] else "–"
         lines.append(
-            f"| {row[key]} | {total} | {chosen} | {chosen / total:.3f} | {row['difficulty_sum'] / total:.4f} "
+            f"| {name} | {total[i]} | {int(chosen[i])} | {chosen[i] / total[i]:.3f} | {sums[i] / total[i]:.4f} "
             f"| {mean_chosen} |"
         )
     return lines
 
 
-def selection_markdown(pool: pa.Table, selection: Selection, settings: dict[str, Any]) -> str:
-    """Realized ratios overall and per group, and selected vs pool by cluster and by task kind."""
+def selection_markdown(pool: ScoredPool, usable: np.ndarray, selection: Selection, settings: dict[str, Any]) -> str:
+    """Realized ratios overall and per group, and selected vs pool by cluster and by task kind.
+
+    `usable` are the positions in `pool` that were sampled (finite scores), aligned with `selection`.
+    """
     kept = selection.kept
+    difficulty = pool.difficulty[usable]
     lines = ["# Difficulty-based selection", ""]
     lines += [f"- {key}: {value}" for key, value in settings.items()]
     expected = sum(g.expected for g in selection.groups)
     lines += [
-        f"- pool: {pool.num_rows}; selected: {int(kept.sum())}; realized rate: {selection.rate:.4f} "
-        f"(expected {expected / max(pool.num_rows, 1):.4f})",
+        f"- pool: {len(usable)}; selected: {int(kept.sum())}; realized rate: {selection.rate:.4f} "
+        f"(expected {expected / max(len(usable), 1):.4f})",
     ]
     rates = [g.rate for g in selection.groups]
     if rates:
@@ -128,8 +133,9 @@ def selection_markdown(pool: pa.Table, selection: Selection, settings: dict[str,
             f"median {statistics.median(rates):.3f}, max {max(rates):.3f}; "
             f"groups with nothing selected: {sum(g.selected == 0 for g in selection.groups)}"
         )
-    lines += ["", "## By cluster", "", *_breakdown(pool, kept, "cluster_id"), ""]
-    lines += ["## By task kind", "", *_breakdown(pool, kept, "kind"), ""]
+    kinds = np.array(pool.kind_names, dtype=object)[pool.kind[usable]] if len(usable) else np.array([], object)
+    lines += ["", "## By cluster", "", *_breakdown("cluster_id", pool.cluster[usable], difficulty, kept), ""]
+    lines += ["## By task kind", "", *_breakdown("kind", kinds, difficulty, kept), ""]
     shown = selection.groups[:GROUP_ROWS_SHOWN]
     lines += ["## Per group", "", "| group | pool | selected | expected | rate |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {g.group} | {g.pool} | {g.selected} | {g.expected:.2f} | {g.rate:.3f} |" for g in shown]

@@ -11,7 +11,8 @@ draws, as in the paper) and exact (systematic sampling over the difficulty order
 the floor or ceil of sum F(x_i), and each item is still kept with probability exactly F(x_i)).
 Fractional quotas are rounded stochastically (floor + Bernoulli(fraction)) so expected sizes are
 unbiased even for tiny groups. Each group draws from its own generator seeded by (seed, group), so
-adding a group never changes another group's selection; ties in difficulty are broken by id.
+adding a group never changes another group's selection; ties in difficulty are broken by a digest of
+the id (order-independent, and 8 bytes a record where the driver holds many).
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 
 def tent_exponent(rate: float) -> float:
@@ -136,20 +134,9 @@ def group_rng(seed: int, group: Hashable) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
-def group_index(table: pa.Table, columns: list[str]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
-    """Each row's group number and each group's key (a tuple of the columns' Python values), vectorized."""
-    parts = [pc.cast(table.column(c), pa.string()) for c in columns]
-    combined = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "\x1f")
-    encoded = pc.dictionary_encode(combined).combine_chunks()
-    index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    _, first_rows = np.unique(index, return_index=True)
-    keys = [tuple(table.column(c)[int(row)].as_py() for c in columns) for row in first_rows]
-    return index, keys
-
-
 def select_arrays(
-    ids: pa.Array | pa.ChunkedArray,
     difficulties: np.ndarray,
+    tiebreak: np.ndarray,
     groups: tuple[np.ndarray, list[Hashable]] | None,
     method: str,
     rate: float,
@@ -157,22 +144,21 @@ def select_arrays(
     mode: str = "bernoulli",
     seed: int = 0,
 ) -> Selection:
-    """Sample within each group (`groups`: each row's group number and the groups' keys; None: one global
-    pool) over columnar inputs: one vectorized sort, then one short numpy step per group.
+    """Sample within each group over columnar inputs: one vectorized sort, then one short numpy step per group.
 
-    Deterministic given the seed and independent of the input order: items are ranked by (difficulty, id)
-    and each group draws from its own generator seeded by (seed, key).
+    `groups` is each item's group number and the groups' keys (None: one global pool); `tiebreak` orders
+    equal difficulties (an id digest). Deterministic given the seed and independent of the input order:
+    items are ranked by (difficulty, tiebreak) and each group draws from its own generator seeded by
+    (seed, key).
     """
-    count = len(ids)
-    if len(difficulties) != count or (groups is not None and len(groups[0]) != count):
-        raise ValueError("ids, difficulties and groups must have the same length")
-    number = groups[0] if groups is not None else np.zeros(count, dtype=np.int64)
+    count = len(difficulties)
+    if len(tiebreak) != count or (groups is not None and len(groups[0]) != count):
+        raise ValueError("difficulties, tiebreak and groups must have the same length")
+    number = np.asarray(groups[0], dtype=np.int64) if groups is not None else np.zeros(count, dtype=np.int64)
     keys: list[Hashable] = groups[1] if groups is not None else [None]
-    table = pa.table({"group": number, "difficulty": np.asarray(difficulties, dtype=np.float64), "id": ids})
-    order = pc.sort_indices(table, [("group", "ascending"), ("difficulty", "ascending"), ("id", "ascending")])
-    order = order.to_numpy()
+    values = np.asarray(difficulties, dtype=np.float64)
+    order = np.lexsort((tiebreak, values, number))  # last key first: group, then difficulty, then tie-break
     sorted_groups = number[order]
-    sorted_values = table.column("difficulty").to_numpy()[order]
     starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]) if count else np.array([], int)
     ends = np.r_[starts[1:], count]
     kept = np.zeros(count, dtype=bool)
@@ -181,9 +167,7 @@ def select_arrays(
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         key = keys[int(sorted_groups[start])]
         rows = order[start:end]
-        group_kept, group_probability = sample_group(
-            sorted_values[start:end], method, rate, a, mode, group_rng(seed, key)
-        )
+        group_kept, group_probability = sample_group(values[rows], method, rate, a, mode, group_rng(seed, key))
         kept[rows], probability[rows] = group_kept, group_probability
         results.append(GroupResult(key, end - start, int(group_kept.sum()), float(group_probability.sum())))
     results.sort(key=lambda g: repr(g.group))
@@ -200,11 +184,14 @@ def select(
     mode: str = "bernoulli",
     seed: int = 0,
 ) -> Selection:
-    """`select_arrays` over Python sequences, with any hashable group keys (`groups=None`: one global pool)."""
+    """`select_arrays` over Python sequences: ids break ties (by digest), any hashable group keys (`groups=None`:
+    one global pool)."""
+    from compeffdist.idset import digests
+
     grouped = None
     if groups is not None:
         keys = sorted(set(groups), key=repr)
         number = {key: i for i, key in enumerate(keys)}
         grouped = (np.array([number[g] for g in groups], dtype=np.int64), keys)
-    return select_arrays(pa.array(list(ids), pa.string()), np.asarray(difficulties, dtype=np.float64), grouped,
+    return select_arrays(np.asarray(difficulties, dtype=np.float64), digests(ids), grouped,
                          method, rate, a=a, mode=mode, seed=seed)  # fmt: skip

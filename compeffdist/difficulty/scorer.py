@@ -7,9 +7,15 @@ Metrics (config `difficulty.metric`, higher = harder for all of them):
 - length: response tokens under the scorer's tokenizer (no model);
 - random: a seeded uniform draw per record id (no model).
 
-Truncated records (longer than max_length) are always flagged. Model metrics leave them unscored
-(difficulty None) under `difficulty.truncated: skip` and score their visible response tokens under
-`score_visible`; length (the untruncated count) and random score them either way.
+Truncated records (longer than max_length) are always flagged. Model metrics score their visible
+response tokens under `difficulty.truncated: official` (the default) and `score_visible`, and leave
+them unscored (difficulty None) under `skip`. A record with no visible response token (the prompt
+fills max_length) scores 0.0 on the rank metric under `official`, as the official script computes
+it, and stays unscored otherwise. Length (the untruncated count) and random score every record.
+
+`difficulty.dtype: float32` (the default) loads the scorer in fp32 as the official script does
+(from_pretrained's default), so hidden states, logits and softmax are fp32; `model` keeps the
+scorer's own dtype (bf16 on GPU) and upcasts only the logits (docs/fidelity.md gives the bound).
 """
 
 from __future__ import annotations
@@ -89,7 +95,8 @@ class DifficultyScorer:
         self.chat_template_kwargs = dict(model.chat_template_kwargs)
         self.device = "cuda" if engine.resources.num_gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
         self.tokenizer = load_tokenizer(model, padding_side="right")
-        self.model = load_causal_lm(model, device=self.device) if difficulty.metric in MODEL_METRICS else None
+        weights = model.model_copy(update={"dtype": "float32"}) if difficulty.dtype == "float32" else model
+        self.model = load_causal_lm(weights, device=self.device) if difficulty.metric in MODEL_METRICS else None
         self.head = lm_head(self.model) if self.model is not None else None
 
     def layout(self, row: dict[str, Any], conditional: bool = True) -> ScoringText:
@@ -120,13 +127,16 @@ class DifficultyScorer:
             except (ScoringTextError, ValueError) as exc:
                 results[record_id] = RecordScore(record_id, None, False, 0, 0, error=str(exc))
         metric = self.config.metric
-        visible = self.config.truncated == "score_visible"
+        visible = self.config.truncated != "skip"
         scorable = [t for t in texts.values() if (visible or not t.truncated) and _has_prediction(t)]
         values: dict[str, float] = {}
         if metric == "rank":
             values = {
                 rid: mean_rank_score(s, self.config.exclude_top1) for rid, s in self._rank_scores(scorable).items()
             }
+            if self.config.truncated == "official":
+                # The official average over no token is 0.0: a prompt that fills max_length scores as easiest.
+                values.update({t.record_id: 0.0 for t in texts.values() if not _has_prediction(t)})
         elif metric == "perplexity":
             values = {rid: _perplexity(lp) for rid, lp in self._logprobs(scorable).items()}
         elif metric == "ifd":
@@ -183,6 +193,7 @@ class DifficultyScorer:
                     chunk=self.config.position_chunk,
                     head=self.head,
                     partial_sort_k=self.config.partial_sort_k,
+                    tie_rule=self.config.tie_rule,
                 )
             for record_id, first, last in spans:
                 out[record_id] = (stats.rank_score[first:last].cpu(), stats.logprob[first:last].cpu())

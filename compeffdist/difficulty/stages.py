@@ -31,7 +31,6 @@ SCORE_COLUMNS = pa.schema(
 )
 SCORER_INPUT_COLUMNS = ["record_id", "messages", "instruction", "response"]
 REPORT_COLUMNS = ["difficulty", "truncated", "kind"]
-SELECTION_COLUMNS = ["record_id", "difficulty", "cluster_id", "template_id", "kind"]
 DIFFICULTY_REPORT = "difficulty.md"
 DIFFICULTY_PLOT = "difficulty_histogram.png"
 SELECTION_REPORT = "selection.md"
@@ -149,7 +148,7 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
     shard_dir, stats = run_sharded_map(
         ctx, ctx.input_parts("responses"), DifficultyWorker, kwargs, task_pool, "record_id", "scorer"
     )
-    parts = ScoredParts(ctx, visible=settings.truncated == "score_visible")
+    parts = ScoredParts(ctx, visible=settings.truncated != "skip")  # official and score_visible score visible tokens
     published = publish_shards(shard_dir, "record_id", ctx.work / "parts", on_part=parts.account, transform=parts.keep)
     narrow = parts.narrow()
 
@@ -193,35 +192,37 @@ def score_difficulty(ctx: StageContext) -> StageOutput:
 def select_records(ctx: StageContext) -> StageOutput:
     """Keep a difficulty-prioritized, optionally per-instruction stratified subset of the scored records.
 
-    The decision needs only narrow columns (ids, scores, groups); the wide rows are then filtered part by
-    part, in row batches, so no whole table is ever held.
+    The decision reads compact columns (`ScoredPool`: score, id digest, group, kind); the wide rows are
+    then filtered part by part, in row batches, by position, so no table is ever held whole.
     """
+    from compeffdist.difficulty.pool import ScoredPool
     from compeffdist.difficulty.report import plot_histogram, selection_markdown
-    from compeffdist.difficulty.sampling import group_index, select_arrays
+    from compeffdist.difficulty.sampling import select_arrays
     from compeffdist.evaluation.heldout import heldout_mask
 
     settings = ctx.config.selection
     seed = ctx.config.seed_of("selection")
     parts = ctx.input_parts("difficulty")
-    narrow = _concat([part.read_parquet(columns=SELECTION_COLUMNS) for part in parts], SELECTION_COLUMNS)
-    difficulty = narrow.column("difficulty")
+    pool = ScoredPool.read(parts)
     # NaN/inf (e.g. an IFD whose perplexity overflowed) are not difficulties: they would sort as the hardest.
-    pool = narrow.filter(pc.fill_null(pc.is_finite(difficulty), False))
-    unscored = difficulty.null_count
-    nonfinite = narrow.num_rows - pool.num_rows - unscored
-    del narrow
+    # Unscored records were read as NaN too; the pool counted them apart.
+    finite = np.isfinite(pool.difficulty)
+    unscored = pool.unscored
+    nonfinite = len(pool.difficulty) - unscored - int(finite.sum())
     # Held-out records are never trained on: evaluation measures the student's agreement with the teacher there.
-    heldout = heldout_mask(pool.column("record_id"), ctx.config.evaluation.heldout)
-    held_out = int(pc.sum(heldout).as_py() or 0)
-    pool = pool.filter(pc.invert(heldout))
-    groups = group_index(pool, ["cluster_id", "template_id"]) if settings.scope == "inprompt" else None
+    heldout = heldout_mask(pool.digest, ctx.config.evaluation.heldout)
+    held_out = int((finite & heldout).sum())
+    usable = np.flatnonzero(finite & ~heldout)
+    groups = (pool.group[usable], pool.group_keys) if settings.scope == "inprompt" else None
     selection = select_arrays(
-        pool.column("record_id"), pool.column("difficulty").to_numpy(), groups, settings.method, settings.rate,
+        pool.difficulty[usable], pool.digest[usable], groups, settings.method, settings.rate,
         a=settings.a, mode=settings.mode, seed=seed,
     )  # fmt: skip
-    kept_ids = pool.column("record_id").filter(pa.array(selection.kept))
-    kept_probability = pa.array(selection.probability[selection.kept], pa.float64())
-    published = _filter_parts(ctx, parts, kept_ids, kept_probability)
+    kept = np.zeros(len(pool.difficulty), dtype=bool)
+    probability = np.zeros(len(pool.difficulty))
+    kept[usable], probability[usable] = selection.kept, selection.probability
+    published = _filter_parts(ctx, parts, pool.part_rows, kept, probability)
+    selected = int(kept.sum())
 
     metric = _first(parts, "difficulty_metric")
     report_settings = {
@@ -233,8 +234,9 @@ def select_records(ctx: StageContext) -> StageOutput:
         "held out for evaluation (excluded)": held_out,
     }
     files = ctx.files_dir
-    (files / SELECTION_REPORT).write_text(selection_markdown(pool, selection, report_settings), encoding="utf-8")
-    values = pool.column("difficulty").to_numpy()
+    report = selection_markdown(pool, usable, selection, report_settings)
+    (files / SELECTION_REPORT).write_text(report, encoding="utf-8")
+    values = pool.difficulty[usable]
     plot_histogram(
         {"pool": values, "selected": values[selection.kept]},
         files / SELECTION_PLOT,
@@ -247,15 +249,15 @@ def select_records(ctx: StageContext) -> StageOutput:
     ]
     (files / SELECTION_GROUPS).write_text(json.dumps(group_rows, indent=1), encoding="utf-8")
     ctx.log(
-        f"selected {len(kept_ids)} of {pool.num_rows} ({selection.rate:.3f}; target {settings.rate}); "
+        f"selected {selected} of {len(usable)} ({selection.rate:.3f}; target {settings.rate}); "
         f"left out: {unscored} unscored, {nonfinite} non-finite, {held_out} held out"
     )
     return StageOutput(
         parts=published,
         counts={
-            "rows": len(kept_ids),
-            "pool": pool.num_rows,
-            "selected": len(kept_ids),
+            "rows": selected,
+            "pool": len(usable),
+            "selected": selected,
             "unscored": unscored,
             "nonfinite": nonfinite,
             "heldout": held_out,
@@ -263,18 +265,11 @@ def select_records(ctx: StageContext) -> StageOutput:
         },
         extra={
             "realized_rate": selection.rate,
-            "expected_rate": sum(g.expected for g in selection.groups) / max(pool.num_rows, 1),
+            "expected_rate": sum(g.expected for g in selection.groups) / max(len(usable), 1),
             "target_rate": settings.rate,
             "difficulty_metric": metric,
         },
     )
-
-
-def _concat(tables: list[pa.Table], columns: list[str]) -> pa.Table:
-    tables = [t for t in tables if t.num_rows]
-    if not tables:
-        return pa.table({c: pa.array([], pa.float64() if c == "difficulty" else pa.string()) for c in columns})
-    return pa.concat_tables(tables, promote_options="default")
 
 
 def _first(parts: list[Any], column: str) -> str:
@@ -285,22 +280,28 @@ def _first(parts: list[Any], column: str) -> str:
     return "unknown"
 
 
-def _filter_parts(ctx: StageContext, parts: list[Any], kept_ids: pa.Array, probability: pa.Array) -> list[Any]:
-    """The kept rows of every part with their inclusion probability, read and written in row batches."""
+def _filter_parts(
+    ctx: StageContext, parts: list[Any], part_rows: list[int], kept: np.ndarray, probability: np.ndarray
+) -> list[Any]:
+    """The kept rows of every part with their inclusion probability, by position, read and written in row batches."""
     out_dir = ctx.work / "parts"
     out_dir.mkdir()
     published = []
-    for index, part in enumerate(parts):
+    offset = 0
+    for index, (part, rows) in enumerate(zip(parts, part_rows, strict=True)):
         target = out_dir / f"part-{index:06d}.parquet"
         with target.parquet_writer() as writer:
+            position = offset
             for batch in part.iter_batches(FILTER_BATCH_ROWS):
-                positions = pc.index_in(batch.column("record_id"), value_set=kept_ids)
-                mask = pc.is_valid(positions)
-                if not pc.any(mask).as_py():
-                    continue
-                chosen = batch.filter(mask)
-                chosen = chosen.append_column("selection_probability", pc.take(probability, positions.filter(mask)))
-                writer.write(chosen)
+                mask = kept[position : position + batch.num_rows]
+                if mask.any():
+                    chosen = batch.filter(pa.array(mask))
+                    chosen = chosen.append_column(
+                        "selection_probability", pa.array(probability[position : position + batch.num_rows][mask])
+                    )
+                    writer.write(chosen)
+                position += batch.num_rows
+        offset += rows
         if target.exists():
             published.append(target)
     return published

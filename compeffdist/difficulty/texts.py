@@ -1,17 +1,16 @@
 """What the scoring model reads: token ids of (instruction, response) and where the response lies.
 
-Two layouts (METHOD.md §3.1, B5):
-- chat (default): the conversation rendered with the scorer's own chat template, as the student is
+Two layouts (METHOD.md §3.1, B5), `difficulty.chat_template`:
+- raw (default, the official script's): `x + y` with x = instruction.strip(), "Input: " -> "Input:"
+  and "Output: " -> "Output:"; the response starts after len(tokenize(x)) tokens, exactly as the
+  official script counts it (boundary quirks included);
+- chat (ablation): the conversation rendered with the scorer's own chat template, as the student is
   trained; response tokens are located by character offsets, so template tokens around the
   response (assistant header, end-of-turn) are never scored.
-- raw (reproduction): the official `x + y` with x = instruction.strip(), "Input: " -> "Input:" and
-  "Output: " -> "Output:"; the response starts after len(tokenize(x)) tokens, exactly as the
-  official script counts it (boundary quirks included).
 
 A text longer than max_length is cut to max_length and flagged `truncated` (whether the prompt
-alone fills it or the response is cut). The scorer then leaves it unscored (`difficulty.truncated:
-skip`, rather than scoring it as 0) or scores the response tokens that are still visible
-(`score_visible`).
+alone fills it or the response is cut); `difficulty.truncated` decides how the scorer treats it
+(scorer.py).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from compeffdist.config import DifficultyConfig, EngineConfig, EvaluationConfig, ModelSpec, SamplingConfig
-from compeffdist.evaluation.heldout import heldout_mask
+from compeffdist.evaluation.heldout import heldout_ids
 from compeffdist.evaluation.labels import answer_label
 
 CLASSIFICATION_KIND = "classification"
@@ -53,7 +53,7 @@ def read_heldout_records(part_uris: list[str], evaluation: EvaluationConfig) -> 
         part = Location.of(uri)
         columns = [c for c in RECORD_COLUMNS if c in part.parquet_schema().names]
         table = part.read_parquet(columns=columns)
-        table = table.filter(heldout_mask(table.column("record_id"), evaluation.heldout))
+        table = table.filter(pa.array(heldout_ids(table.column("record_id").to_pylist(), evaluation.heldout)))
         records += [row for row in table.to_pylist() if unusable_reason(row) is None]
     return sorted(records, key=lambda row: row["record_id"])
 

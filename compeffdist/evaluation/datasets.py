@@ -1,8 +1,11 @@
-"""The 12 SentiBench datasets: labels, task wording, and gold answers in one normalized form.
+"""The 12 SentiBench datasets: labels, task wording, and gold answers.
 
-Classification gold is a lowercase label; fine-grained gold is a list of tuples in the field order
-the metric compares (ASQP: aspect, category, opinion, sentiment; ATSA: term, polarity; ACSA:
-category, polarity; OpeNER: holder, target, expression, polarity with character spans).
+Classification gold is a lowercase label. Fine-grained examples carry two golds, one per scoring:
+- `gold` (scoring: strict): lowercased tuples in the field order the metric compares (ASQP: aspect,
+  category, opinion, sentiment; ATSA: term, polarity; ACSA: category, polarity; OpeNER: holder,
+  target, expression, polarity with character spans), repeated pairs merged;
+- `official_gold` (scoring: official): the tuples the official scorer compares, case kept and never
+  de-duplicated (evaluation/official.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from compeffdist.data.sentibench import DatasetError, read_split
+from compeffdist.evaluation.official import gold_opinions
 
 CLASSIFICATION = "classification"
 TUPLES = "tuples"
@@ -34,6 +38,7 @@ class Example:
     gold: Any  # str label, or list of tuples
     target: str | None = None  # P-Stance
     gold_json: list[dict[str, str]] = field(default_factory=list)  # demo answer for fine-grained tasks
+    official_gold: list[tuple] = field(default_factory=list)  # fine-grained gold as the official scorer has it
 
 
 POLARITY2 = ("negative", "positive")
@@ -95,6 +100,23 @@ def _unique(items: list[dict[str, str]]) -> list[dict[str, str]]:
     return [dict(t) for t in dict.fromkeys(tuple(i.items()) for i in items)]
 
 
+def _official_gold(spec: DatasetSpec, record: dict[str, Any]) -> list[tuple]:
+    """The official gold: ASQP quads and ACSA pairs as annotated (ACSA category lowercased, '#' -> ' ');
+    ATSA explicit terms merged only when term, polarity and offsets all repeat; OpeNER token sets."""
+    if spec.key == "absa/asqp_rest16":
+        return [(q["aspect"], q["category"], q["opinion"], q["sentiment"]) for q in record["quards"]]
+    if spec.key == "absa/acsa_rest16":
+        return [(a["category"].lower().replace("#", " "), a["polarity"]) for a in record["aspects"]]
+    if spec.key == "absa/atsa_rest16":
+        located = {
+            (a["target"], a["polarity"], tuple(0 if a[end] is None else a[end] for end in ("from", "to")))
+            for a in record["aspects"]
+            if a["target"] not in ("NULL", None)
+        }
+        return [(term, polarity) for term, polarity, _ in sorted(located, key=repr)]  # order: for reproducibility
+    return gold_opinions(record)
+
+
 def _fine_grained(spec: DatasetSpec, record: dict[str, Any]) -> Example:
     sentence = record["sentence"]
     if spec.key == "absa/asqp_rest16":
@@ -123,9 +145,9 @@ def _fine_grained(spec: DatasetSpec, record: dict[str, Any]) -> Example:
             items.append({"holder": holder or "NULL", "target": target or "NULL",
                           "sentiment_expression": expression, "sentiment_polarity": polarity})  # fmt: skip
             spans.append((holder_span, target_span, expression_span, polarity))
-        return Example(sentence, spans, gold_json=items)
+        return Example(sentence, spans, gold_json=items, official_gold=_official_gold(spec, record))
     gold = [tuple(str(item[f]).lower() for f in spec.fields) for item in items]
-    return Example(sentence, gold, gold_json=items)
+    return Example(sentence, gold, gold_json=items, official_gold=_official_gold(spec, record))
 
 
 def load_examples(data_root: Path, key: str, split: str) -> list[Example]:

@@ -1,9 +1,12 @@
-"""SentiBench metrics, as the benchmark defines them (METHOD.md §5).
+"""SentiBench metrics (METHOD.md §5): classification, and the fine-grained metrics of `scoring: strict`.
 
-- classification: macro-F1 (the reported number) and accuracy;
-- ASQP/ATSA/ACSA: micro-F1 over exact-match tuples keyed by sentence; invalid items count as
-  predictions; precision is 1 when nothing is predicted;
-- OpeNER: SemEval-2022 Task 10 style weighted tuple F1 over whitespace-token overlaps.
+- classification: macro-F1 (the reported number) and accuracy, from scikit-learn as the official
+  script computes them (the same under either scoring);
+- ASQP/ATSA/ACSA (strict): micro-F1 over exact-match lowercased tuples keyed by sentence; invalid items
+  count as predictions; precision is 1 when nothing is predicted;
+- OpeNER (strict): weighted tuple F1 over whitespace-token overlaps of located strings.
+
+`scoring: official` (the default) uses evaluation/official.py instead for the fine-grained datasets.
 """
 
 from __future__ import annotations
@@ -27,21 +30,22 @@ def _f1(precision: float, recall: float) -> float:
 
 
 def classification_scores(gold: Sequence[str], predicted: Sequence[str]) -> Scores:
-    """Macro-F1 over the labels seen in gold or predictions (sklearn's convention), plus accuracy."""
-    labels = sorted(set(gold) | set(predicted))
-    f1s, precisions, recalls = [], [], []
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
-        n_pred = sum(p == label for p in predicted)
-        n_gold = sum(g == label for g in gold)
-        precision = tp / n_pred if n_pred else 0.0
-        recall = tp / n_gold if n_gold else 0.0
-        precisions.append(precision)
-        recalls.append(recall)
-        f1s.append(_f1(precision, recall))
-    accuracy = sum(g == p for g, p in zip(gold, predicted, strict=True)) / max(len(gold), 1)
-    n = max(len(labels), 1)
-    return Scores(sum(precisions) / n, sum(recalls) / n, sum(f1s) / n, accuracy)
+    """scikit-learn's macro-F1 (the reported number, as the official script computes it) and accuracy.
+
+    Labels are those seen in gold or predictions; precision and recall are the macro averages with 0
+    for a label never predicted (or never gold).
+    """
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    gold, predicted = list(gold), list(predicted)
+    if not gold:
+        return Scores(0.0, 0.0, 0.0, 0.0)
+    return Scores(
+        float(precision_score(gold, predicted, average="macro", zero_division=0)),
+        float(recall_score(gold, predicted, average="macro", zero_division=0)),
+        float(f1_score(gold, predicted, average="macro", zero_division=0)),
+        float(accuracy_score(gold, predicted)),
+    )
 
 
 def tuple_scores(gold: Sequence[Sequence[tuple]], predicted: Sequence[Sequence[tuple]]) -> Scores:

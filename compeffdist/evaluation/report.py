@@ -14,6 +14,10 @@ from compeffdist.evaluation.comparison import f1_measures
 RESULTS_JSON = "results.json"
 RESULTS_MD = "evaluation.md"
 RESULTS_PNG = "evaluation.png"
+SCORING_NOTES = {
+    "official": "official (the official eval_sentibench scorer, comparable with the paper's tables)",
+    "strict": "strict (the project's cleaner rules; not comparable with the paper's tables, docs/fidelity.md)",
+}
 
 
 def summarize(rows: list[dict[str, Any]], confidence: float = DEFAULT_CONFIDENCE) -> dict[str, dict[str, Any]]:
@@ -93,8 +97,10 @@ def write_reports(
 ) -> dict[str, dict[str, Any]]:
     """Write results.json (every number), evaluation.md (side by side) and evaluation.png."""
     summary = summarize(rows, confidence)
+    scoring = sorted({r.get("scoring", "official") for r in rows})
     listed = [{k: v for k, v in r.items() if k != "f1_replicates"} for r in rows]  # replicates: the stage's table
-    (out_dir / RESULTS_JSON).write_text(json.dumps({"rows": listed, "summary": summary}, indent=2, default=str))
+    payload = {"scoring": scoring[0] if len(scoring) == 1 else scoring, "rows": listed, "summary": summary}
+    (out_dir / RESULTS_JSON).write_text(json.dumps(payload, indent=2, default=str))
     seeds = sorted({r["seed"] for r in rows})
     limit = max((r["n"] for r in rows), default=0)
     text = [
@@ -104,6 +110,8 @@ def write_reports(
         f"confidence interval (test examples resampled; overall: the datasets' resamples averaged)"
         + (f", ± std over demo seeds {seeds}" if len(seeds) > 1 else f", demo seed {seeds[0]}" if seeds else "")
         + f"; up to {limit} test examples per dataset.",
+        "",
+        f"Fine-grained scoring: {', '.join(SCORING_NOTES.get(s, s) for s in scoring)}.",
         "",
         markdown_table(summary, len(seeds)),
     ]

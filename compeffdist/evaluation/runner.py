@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from compeffdist.chat import render_prompt, user_turn
 from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec, SamplingConfig
 from compeffdist.engines.base import Engine, GenerationRequest
+from compeffdist.evaluation import official
 from compeffdist.evaluation.bootstrap import f1_replicates, macro_f1_replicates
 from compeffdist.evaluation.datasets import CLASSIFICATION, OPENER, SPECS, DatasetSpec, Example, load_examples
-from compeffdist.evaluation.metrics import classification_scores, opener_scores, tuple_scores
+from compeffdist.evaluation.metrics import Scores, classification_scores, opener_scores, token_index_sets, tuple_scores
 from compeffdist.evaluation.parsing import parse_opinions, parse_tuples
 from compeffdist.evaluation.prompts import STOP, build_prompt, sample_demos
 
@@ -33,6 +35,19 @@ def _as_chat(engine: Engine, prompt: str, model: ModelSpec) -> str:
     return render_prompt(engine.tokenizer, user_turn(prompt), model.chat_template_kwargs)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A dataset's answers, ready to score: the metric function with the gold and predicted items per example.
+    Kept apart so the same function scores the bootstrap resamples of the examples."""
+
+    score: Callable[[Sequence[Any], Sequence[Any]], Scores]
+    gold: list[Any]
+    predicted: list[Any]
+
+    def metric(self) -> Scores:
+        return self.score(self.gold, self.predicted)
+
+
 def evaluate_dataset(
     engine: Engine, model: ModelSpec, spec: DatasetSpec, tests: list[Example], pool: list[Example],
     evaluation: EvaluationConfig, seed: int,
@@ -51,40 +66,67 @@ def evaluate_dataset(
         ids, collisions = verbalizer_ids(engine.tokenizer, spec.labels)
         scores = engine.next_token_logprobs(prompts, [ids] * len(prompts))
         predicted = [spec.labels[max(range(len(ids)), key=row.__getitem__)] for row in scores]
-        score, golds, predictions = classification_scores, [t.gold for t in tests], predicted
+        scored = Scored(classification_scores, [t.gold for t in tests], predicted)
         result.update(invalid_rate=0.0, verbalizer_collisions=collisions)
     else:
-        max_tokens = evaluation.max_new_tokens_opener if spec.kind == OPENER else evaluation.max_new_tokens
-        sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens)
-        requests = [
-            GenerationRequest(f"{spec.key}#{i}", prompt=p, sampling=sampling, stop=[STOP])
-            for i, p in enumerate(prompts)
-        ]
-        outputs = engine.generate(requests)
-        parsed = [
-            parse_opinions(o.text, t.sentence) if spec.kind == OPENER else parse_tuples(spec, o.text, t.sentence)
-            for o, t in zip(outputs, tests, strict=True)
-        ]
-        golds = [_opener_gold(t) if spec.kind == OPENER else t.gold for t in tests]
-        predictions = [p for p, _ in parsed]
-        score = opener_scores if spec.kind == OPENER else tuple_scores
-        result["invalid_rate"] = sum(1 for _, ok in parsed if not ok) / max(len(parsed), 1)
-        result["engine_errors"] = sum(1 for o in outputs if o.error)
-    metric = score(golds, predictions)
-    result.update({k: v for k, v in asdict(metric).items()})
+        scored, invalid, errors = _fine_grained(engine, spec, tests, prompts, evaluation, k)
+        result.update(invalid_rate=invalid, engine_errors=errors)
+    result["scoring"] = evaluation.scoring
+    result.update({k: v for k, v in asdict(scored.metric()).items()})
     key = f"sentibench|{spec.key}|{seed}"  # the same examples get the same resamples for every model
     result["f1_replicates"] = (
-        macro_f1_replicates(golds, predictions, key, evaluation.bootstrap_resamples)
+        macro_f1_replicates(scored.gold, scored.predicted, key, evaluation.bootstrap_resamples)
         if spec.kind == CLASSIFICATION
-        else f1_replicates(score, golds, predictions, key, evaluation.bootstrap_resamples)
+        else f1_replicates(scored.score, scored.gold, scored.predicted, key, evaluation.bootstrap_resamples)
     )
     result["seconds"] = round(time.time() - started, 2)
     return result
 
 
-def _opener_gold(example: Example) -> list[tuple]:
-    from compeffdist.evaluation.metrics import token_index_sets
+def _fine_grained(
+    engine: Engine, spec: DatasetSpec, tests: list[Example], prompts: list[str], evaluation: EvaluationConfig,
+    k: int,
+) -> tuple[Scored, float, int]:  # fmt: skip
+    """Generate the JSON answers and parse them: (what to score, share of answers that did not parse, engine errors).
 
+    Official scoring lets generation run to max_new_tokens (no stop string) and reads the answer from the
+    prompt + continuation, as the official script does: its extractor can take the answer from a later
+    demo block the model goes on to write. Strict scoring stops at the next demo and reads the continuation.
+    """
+    official_scoring = evaluation.scoring == "official"
+    max_tokens = evaluation.max_new_tokens_opener if spec.kind == OPENER else evaluation.max_new_tokens
+    sampling = SamplingConfig(temperature=0.0, max_tokens=max_tokens)
+    stop = None if official_scoring else [STOP]
+    requests = [
+        GenerationRequest(f"{spec.key}#{i}", prompt=p, sampling=sampling, stop=stop) for i, p in enumerate(prompts)
+    ]
+    outputs = engine.generate(requests)
+    errors = sum(1 for o in outputs if o.error)
+    if official_scoring:
+        answers = [
+            official.load_answer(official.extract_answer(p + o.text, k)) for p, o in zip(prompts, outputs, strict=True)
+        ]
+        unparsed = sum(a is None for a in answers) / max(len(answers), 1)
+        golds = [t.official_gold for t in tests]
+        if spec.kind == OPENER:
+            predicted = [official.opinion_predictions(a or [], t.sentence) for a, t in zip(answers, tests, strict=True)]
+            return Scored(official.opener_scores, golds, predicted), unparsed, errors
+        predicted = [
+            official.tuple_predictions(spec.key, a or [], t.sentence) for a, t in zip(answers, tests, strict=True)
+        ]
+        return Scored(official.tuple_scores, golds, predicted), unparsed, errors
+    parsed = [
+        parse_opinions(o.text, t.sentence) if spec.kind == OPENER else parse_tuples(spec, o.text, t.sentence)
+        for o, t in zip(outputs, tests, strict=True)
+    ]
+    unparsed = sum(1 for _, ok in parsed if not ok) / max(len(parsed), 1)
+    predictions = [p for p, _ in parsed]
+    if spec.kind == OPENER:
+        return Scored(opener_scores, [_opener_gold(t) for t in tests], predictions), unparsed, errors
+    return Scored(tuple_scores, [t.gold for t in tests], predictions), unparsed, errors
+
+
+def _opener_gold(example: Example) -> list[tuple]:
     return [
         (token_index_sets(example.sentence, h), token_index_sets(example.sentence, t),
          token_index_sets(example.sentence, e), polarity)

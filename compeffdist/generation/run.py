@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from compeffdist.config import EngineConfig, ModelSpec
 from compeffdist.generation.requests import REQUEST_SCHEMA, GenerationRequest
-from compeffdist.generation.worker import GenerationWorker
+from compeffdist.generation.worker import GenerationWorker, Reasks
 from compeffdist.rowmap import MapStats, consume, map_resumable, run_sharded_map, source_dataset
 from compeffdist.stage import StageContext
 from compeffdist.storage import Location
@@ -30,10 +30,13 @@ def generate_table(
     engine: EngineConfig,
     desc: str,
     extra_columns: pa.Table | None = None,
+    reasks: Reasks | None = None,
 ) -> pa.Table:
     """Generate for every request on a Ray actor pool, resumably; one output row per request_id, in order.
 
-    `extra_columns` (same length as `requests`) are carried through to the output rows.
+    `extra_columns` (same length as `requests`) are carried through to the output rows. With `reasks`,
+    refused answers are asked again inside the same actors (one pool, one model load) and each row
+    carries every answer (`answers` column).
     """
     ids = [r.request_id for r in requests]
     if len(set(ids)) != len(ids):
@@ -46,6 +49,7 @@ def generate_table(
         "model": model.model_dump(mode="json"),
         "engine": engine.model_dump(mode="json"),
         "seed": ctx.config.run.seed,
+        "reasks": reasks,
     }
     generated, _ = map_resumable(ctx, table, GenerationWorker, kwargs, engine.resources, "request_id", desc)
     return generated

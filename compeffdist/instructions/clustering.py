@@ -1,10 +1,12 @@
 """Cluster attribute embeddings into perspectives (METHOD.md S3.3, `clustering.py`).
 
-Affinity propagation as in the official code: similarity S = -||e_i - e_j||^2, preference =
-np.percentile(S, p) with p in percent, each embedding duplicated int(log1p(count)) extra times,
-labels read for the original rows only. k-means (sample_weight = count ** exponent) and
-agglomerative clustering are the alternatives. Cluster ids are renumbered by total count
-(descending, ties by top attribute name), so ids are stable for a given input and seed.
+Affinity propagation as in the official code: preference = np.percentile(S, p), p in percent, over
+the similarities S = -||e_i - e_j||^2 of the original attributes (before duplication); each
+embedding is then duplicated int(log1p(count)) extra times and the duplicated set is clustered with
+scikit-learn's own euclidean affinity; labels are read for the original rows only. k-means
+(sample_weight = count ** exponent) and agglomerative clustering are the alternatives. Cluster ids
+are renumbered by total count (descending, ties by top attribute name), so ids are stable for a
+given input and seed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ def _duplicated(embeddings: np.ndarray, counts: Sequence[int]) -> np.ndarray:
     return np.concatenate([embeddings, *[e for e in extra if len(e)]], axis=0)
 
 
+def preference_of(embeddings: np.ndarray, percentile: float) -> float:
+    """The official preference: np.percentile (p in percent) of -||e_i - e_j||^2 over the original attributes."""
+    from sklearn.metrics import pairwise_distances
+
+    return float(np.percentile(-(pairwise_distances(embeddings, metric="euclidean") ** 2), percentile))
+
+
 def _affinity_propagation(
     embeddings: np.ndarray, counts: Sequence[int], cfg: ClusteringConfig, seed: int
 ) -> np.ndarray:
@@ -36,12 +45,9 @@ def _affinity_propagation(
     from sklearn.exceptions import ConvergenceWarning
 
     points = _duplicated(embeddings, counts) if cfg.frequency_duplication else embeddings
-    squared = np.sum(points**2, axis=1)
-    similarity = -(squared[:, None] + squared[None, :] - 2.0 * points @ points.T)
-    similarity = np.minimum(similarity, 0.0)  # float error can make identical points slightly positive
-    preference = float(np.percentile(similarity, cfg.preference_percentile))
+    preference = preference_of(embeddings, cfg.preference_percentile)
     model = AffinityPropagation(
-        affinity="precomputed",
+        affinity="euclidean",  # -||x_i - x_j||^2 of the duplicated points, as the official fit computes it
         damping=cfg.damping,
         max_iter=cfg.max_iter,
         preference=preference,
@@ -50,7 +56,7 @@ def _affinity_propagation(
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         try:
-            labels = model.fit_predict(similarity)
+            labels = model.fit_predict(points)
         except ConvergenceWarning as exc:
             raise ClusteringError(
                 f"affinity propagation did not converge in {cfg.max_iter} iterations (damping {cfg.damping}); "

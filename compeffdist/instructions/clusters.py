@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,8 +55,3 @@ def official_cluster_list(clusters: list[Cluster]) -> list[dict[str, Any]]:
         }
         for c in clusters
     ]
-
-
-def dumps(value: Any) -> str:
-    """Compact, key-sorted JSON for table cells (stable bytes for stable hashes)."""
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)

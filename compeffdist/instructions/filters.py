@@ -21,6 +21,15 @@ TWO_TEXT_PAIRS = (
 )
 
 
+# Why generated items were dropped; every reason is always in the stage counts (0 included).
+DROP_REASONS = ("over_limit", "two_texts", "reference_text", "near_duplicate")
+
+
+def drop_counts(prefix: str, dropped: Counter[str], reasons: tuple[str, ...] = DROP_REASONS) -> dict[str, int]:
+    """Stage counts `<prefix>_dropped_<reason>` for every reason (unknown reasons too), so none goes unreported."""
+    return {f"{prefix}_dropped_{reason}": dropped[reason] for reason in sorted({*reasons, *dropped})}
+
+
 def mentions_two_texts(text: str) -> bool:
     """True when both halves of a two-text pair occur ("text 1" ... "text 2"): the task compares two texts."""
     lowered = text.lower()

@@ -12,12 +12,13 @@ within one answer). It is kept when its count is strictly above the threshold.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from compeffdist.instructions import ids
 
 CountMode = Literal["mentions", "texts"]
 
@@ -36,11 +37,6 @@ def normalize_attribute_name(raw: str) -> list[str]:
         parts = [name]
     cleaned = [" ".join(p.split()).strip(" .,;\"'`-*()") for p in parts]
     return [p for p in cleaned if p]
-
-
-def attribute_id(name: str) -> str:
-    """Stable id of a normalized attribute name."""
-    return hashlib.sha1(name.encode("utf-8")).hexdigest()[:12]
 
 
 @dataclass
@@ -64,7 +60,7 @@ class Attribute:
 
     @property
     def attribute_id(self) -> str:
-        return attribute_id(self.name)
+        return ids.attribute_id(self.name)
 
     def top_descriptions(self, k: int) -> list[str]:
         """Most common descriptions; ties broken alphabetically (deterministic, unlike the official random.choice)."""

@@ -1,5 +1,5 @@
-"""Parsers for every teacher answer: JSON first (schema-shaped, possibly truncated), then the free-form
-layouts the official prompts produce (numbered markdown lists, bold or plain names, labelled fields).
+"""Parsers for every teacher answer (S2, S5, S6, S7-S8, S10): JSON first (schema-shaped, possibly truncated),
+then the free-form layouts the official prompts produce.
 
 Each parser returns a `Parsed` with the validated items and how they were found; items that fail
 validation are dropped one by one (and counted), so a half-good answer still yields its good half.
@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from compeffdist.instructions.lenient_json import close_truncated_json, extract_json
+from compeffdist.instructions.parsing import (
+    BOLD_LEAD,
+    ITEM_START,
+    Parsed,
+    clean,
+    json_items,
+    labelled,
+    lead_name,
+    one_line,
+    parse_list,
+    split_items,
+    validate_items,
+)
 from compeffdist.instructions.schemas import AttributeItem, Demo, StandardizedTask, TaskIdea
-
-T = TypeVar("T", bound=BaseModel)
 
 MAX_ATTRIBUTE_NAME_WORDS = 6
 MIN_PROMPT_WORDS = 4
@@ -42,123 +52,6 @@ FORMAT_WORDS = frozenset(
     ]
 )
 FUNCTION_WORDS = frozenset(["the", "a", "an", "of", "and", "or", "to", "in", "is", "it", "this", "that"])
-# "1." "2)" bullets, and "Task 1:" / "Prompt 2." headers that small teachers write instead of numbers.
-ITEM_START = re.compile(
-    r"^\s*(?:#+\s*)?(?:\*\*)?(?:\d{1,3}\s*[.)]|[-*•+]|(?:task|prompt)\s+\d{1,3}\s*[:.)](?:\*\*)?)\s+(?=\S)", re.I
-)
-NUMBERED_START = re.compile(r"^\s*(?:#+\s*)?(?:\*\*)?(?:\d{1,3}\s*[.)]|(?:task|prompt)\s+\d{1,3}\s*[:.)])", re.I)
-BOLD_LEAD = re.compile(r"^\s*\*\*(.+?)\*\*\s*[:\-–—]?\s*")
-# Labels written by the official prompts' layouts, bold or not, with ':' or ' - ' after them.
-LABEL = r"(?:\*\*|__)?\s*(?P<label>{names})\s*(?:\*\*|__)?\s*(?:[:：]|\s[-–—]\s?)\s*(?:\*\*|__)?"
-
-
-@dataclass
-class Parsed(Generic[T]):
-    """Validated items and the route that found them ("json", "text" or "none")."""
-
-    items: list[T] = field(default_factory=list)
-    method: str = "none"
-    dropped: int = 0  # candidate items that failed validation
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.items)
-
-
-def _validate_items(model: type[T], raw_items: Iterable[Any]) -> tuple[list[T], int]:
-    items, dropped = [], 0
-    for raw in raw_items:
-        try:
-            items.append(model.model_validate(raw))
-        except ValidationError:
-            dropped += 1
-    return items, dropped
-
-
-def _json_items(text: str, keys: tuple[str, ...]) -> list[Any] | None:
-    """The item list of a JSON answer: a top-level list, or the list under one of `keys` (first found)."""
-    value = extract_json(text)
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        for key in keys:
-            if isinstance(value.get(key), list):
-                return value[key]
-        lists = [v for v in value.values() if isinstance(v, list)]
-        if len(lists) == 1:
-            return lists[0]
-    return None
-
-
-# Validates candidate items: (usable items, candidates dropped).
-Validator = Callable[[Iterable[Any]], tuple[list[Any], int]]
-
-
-def _parse(validate: Validator, text: str, keys: tuple[str, ...], free_form: Callable[[str], list[Any]]) -> Parsed[Any]:
-    """The shared JSON-then-text route of every list parser.
-
-    JSON items count only when they survive `validate` and are not outnumbered by the free-form
-    route's: a numbered list whose prompt embeds `one of ["positive", "negative"]` is still a list.
-    """
-    raw = _json_items(text, keys)
-    json_items, json_dropped = validate(raw) if raw else ([], 0)
-    text_items, text_dropped = validate(free_form(text))
-    if json_items and len(json_items) >= len(text_items):
-        return Parsed(json_items, "json", json_dropped)
-    return Parsed(text_items, "text" if text_items else "none", text_dropped)
-
-
-def _indent(line: str) -> int:
-    return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())
-
-
-def split_items(text: str) -> list[str]:
-    """Split a numbered or bulleted list into items (continuation lines stay with their item).
-
-    The list's own marker is numbers if any line is numbered, else bullets. A line starts a new item
-    only with that marker at (or left of) the first item's indentation: indented lines and bullets
-    under a numbered item ("1. Please analyze ... considering:\n   - a\n   - b") continue it, as do
-    labelled field bullets ("- Attribute Value: ...") in a bulleted list.
-    """
-    lines = text.splitlines()
-    marked = [line for line in lines if ITEM_START.match(line)]
-    numbered = any(NUMBERED_START.match(line) for line in marked)
-    top = next((_indent(line) for line in marked if bool(NUMBERED_START.match(line)) == numbered), 0)
-    field_line = re.compile(r"^\s*[-*•+]?\s*(?:\*\*)?\s*(?:attribute|task)\s+(?:description|value|input|output)", re.I)
-    items: list[list[str]] = []
-    for line in lines:
-        starts = (
-            ITEM_START.match(line)
-            and bool(NUMBERED_START.match(line)) == numbered
-            and _indent(line) <= top
-            and not (items and field_line.match(line))
-        )
-        if starts:
-            items.append([ITEM_START.sub("", line, count=1)])
-        elif items:
-            items[-1].append(line)
-    return ["\n".join(lines).strip() for lines in items if "".join(lines).strip()]
-
-
-def _clean(text: str) -> str:
-    """Strip markdown emphasis, wrapping quotes/backticks and surrounding punctuation noise."""
-    text = text.strip().replace("**", "").replace("__", "")
-    text = text.strip("`").strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":
-        text = text[1:-1]
-    return text.strip(" \t\"'“”").strip()
-
-
-def _labelled(text: str, names: str) -> list[tuple[str, str]]:
-    """(label, value) pairs for labels like "Task Name:" / "**Attribute Value** -" anywhere in `text`."""
-    pattern = re.compile(r"(?:^|(?<=\s)|(?<=\*))" + LABEL.format(names=names), re.I | re.M)
-    matches = list(pattern.finditer(text))
-    pairs = []
-    for index, match in enumerate(matches):
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        value = text[match.end() : end].strip().rstrip("-*+•").strip()  # the next field's bullet
-        pairs.append((re.sub(r"\s+", " ", match.group("label").lower()), value))
-    return pairs
 
 
 # ---------------------------------------------------------------- S2: attributes
@@ -171,11 +64,11 @@ def parse_attributes(text: str) -> Parsed[AttributeItem]:
     values inside the name ("**Tone: Contrarian**"), sub-bulleted fields and "Name: description".
     Names longer than a few words, or not starting with a letter, are not attribute names.
     """
-    return _parse(_validate_attributes, text, ("attributes",), _free_form_attributes)
+    return parse_list(_validate_attributes, text, ("attributes",), _free_form_attributes)
 
 
 def _validate_attributes(raw_items: Iterable[Any]) -> tuple[list[AttributeItem], int]:
-    items, dropped = _validate_items(AttributeItem, raw_items)
+    items, dropped = validate_items(AttributeItem, raw_items)
     kept = [item for item in items if _plausible_name(item.name)]
     return kept, dropped + len(items) - len(kept)
 
@@ -194,13 +87,13 @@ def _plausible_name(name: str) -> bool:
 def _free_form_attributes(text: str) -> list[dict[str, Any]]:
     items = []
     for item in split_items(text) or _attribute_blocks(text):
-        name, rest = _lead_name(item)
-        fields = dict(_labelled(rest, r"attribute\s+description|attribute\s+value|description|value"))
+        name, rest = lead_name(item)
+        fields = dict(labelled(rest, r"attribute\s+description|attribute\s+value|description|value"))
         description = fields.get("attribute description", fields.get("description", ""))
         value = fields.get("attribute value", fields.get("value", ""))
         if not fields:
             description = rest
-        name = re.sub(r"^attribute\s*(?:name)?\s*[:\-]\s*", "", _clean(name), flags=re.I)
+        name = re.sub(r"^attribute\s*(?:name)?\s*[:\-]\s*", "", clean(name), flags=re.I)
         items.append({"name": name.lower(), "description": _first_alnum(description), "value": _first_alnum(value)})
     return items
 
@@ -217,23 +110,11 @@ def _attribute_blocks(text: str) -> list[str]:
     return ["\n".join(b) for b in blocks if len(b) > 1]
 
 
-def _lead_name(item: str) -> tuple[str, str]:
-    """Split an item into its name and the rest: a bold lead, else text before ':' or ' - '."""
-    bold = BOLD_LEAD.match(item)
-    if bold:
-        return bold.group(1).strip().rstrip(":"), item[bold.end() :]
-    first_line, _, others = item.partition("\n")
-    match = re.match(r"^(.*?)(?:\s*[:：]\s*|\s+[-–—]\s+)(.*)$", first_line)
-    if match and not re.match(r"^\s*attribute\s+(?:description|value)", first_line, re.I):
-        return match.group(1), (match.group(2) + "\n" + others).strip()
-    return first_line, others
-
-
 def _first_alnum(text: str) -> str:
     """Keep from the first letter or digit on (the official S2 rule), first paragraph only."""
     text = text.split("\n\n")[0]
     match = re.search(r"[A-Za-z0-9]", text)
-    return " ".join(_clean(text[match.start() :]).split()) if match else ""
+    return " ".join(clean(text[match.start() :]).split()) if match else ""
 
 
 # ---------------------------------------------------------------- S5: analysis prompts
@@ -246,7 +127,7 @@ def parse_analysis_prompts(text: str) -> Parsed[Any]:
     strings) are dropped, but colons inside the prompt are kept (the official parser cut prompts at
     their second colon). Prompts shorter or longer than one instruction are dropped.
     """
-    return _parse(_validate_prompts, text, ("prompts", "analysis_prompts", "questions"), split_items)
+    return parse_list(_validate_prompts, text, ("prompts", "analysis_prompts", "questions"), split_items)
 
 
 def _validate_prompts(raw_items: Iterable[Any]) -> tuple[list[str], int]:
@@ -281,16 +162,16 @@ def _strip_title(item: str) -> str:
     title = re.match(r"^([^:?.!]{1,60}):\s+(.+)$", text)
     if title and _title_like(title.group(1)):
         text = title.group(2)
-    points = [_clean(ITEM_START.sub("", line, count=1)) for line in lines[start + 1 :] if ITEM_START.match(line)]
+    points = [clean(ITEM_START.sub("", line, count=1)) for line in lines[start + 1 :] if ITEM_START.match(line)]
     if text.endswith(":") and points:
         text = f"{text} " + "; ".join(point.rstrip(".;") for point in points) + "."
-    return _clean(text)
+    return clean(text)
 
 
 def _title_like(words: str) -> bool:
     """ "Tone Analysis" or "Emotional Intensity" (capitalized words), not "Please analyze the tone"."""
     small = {"a", "an", "and", "of", "the", "in", "for", "to", "or", "on", "with", "&"}
-    tokens = _clean(words).split()
+    tokens = clean(words).split()
     return 0 < len(tokens) <= 5 and all(t[0].isupper() or t.lower() in small for t in tokens if t[0].isalpha())
 
 
@@ -299,22 +180,26 @@ def _title_like(words: str) -> bool:
 
 def parse_task_ideas(text: str) -> Parsed[TaskIdea]:
     """Task ideas from a JSON list (Python literals and cut-off lists too) or labelled list items."""
-    return _parse(lambda raw: _validate_items(TaskIdea, raw), text, ("tasks", "task_ideas"), _free_form_task_ideas)
+    return parse_list(lambda raw: validate_items(TaskIdea, raw), text, ("tasks", "task_ideas"), _free_form_task_ideas)
 
 
 def _free_form_task_ideas(text: str) -> list[dict[str, Any]]:
     ideas = []
     for item in split_items(text):
-        fields = dict(_labelled(item, r"task\s+name|task\s+type|task\s+description|name|type|description"))
+        fields = dict(labelled(item, r"task\s+name|task\s+type|task\s+description|name|type|description"))
         if fields:
             name = fields.get("task name", fields.get("name", ""))
             description = fields.get("task description", fields.get("description", ""))
             kind = fields.get("task type", fields.get("type", ""))
         else:
-            name, description = _lead_name(item)
+            name, description = lead_name(item)
             kind = ""
         ideas.append(
-            {"task_name": _clean(name.split("\n")[0]), "task_type": _clean(kind), "task_description": _one(description)}
+            {
+                "task_name": clean(name.split("\n")[0]),
+                "task_type": clean(kind),
+                "task_description": one_line(description),
+            }
         )
     return ideas
 
@@ -333,11 +218,11 @@ def parse_standardized_task(text: str) -> Parsed[StandardizedTask]:
         raw_examples = next((value[k] for k in example_keys if isinstance(value.get(k), list)), [])
         try:
             task = StandardizedTask.model_validate({k: v for k, v in value.items() if k not in example_keys})
-            task.examples, dropped = _validate_items(Demo, raw_examples)  # one bad example does not sink the task
+            task.examples, dropped = validate_items(Demo, raw_examples)  # one bad example does not sink the task
             return Parsed([task], "json", dropped)
         except ValidationError:
             pass
-    sections = _labelled(text, r"task\s+name|task\s+type|task\s+description|task\s+examples?")
+    sections = labelled(text, r"task\s+name|task\s+type|task\s+description|task\s+examples?")
     fields: dict[str, str] = {}
     for label, body in sections:
         fields.setdefault(label.replace("examples", "example"), body)
@@ -346,8 +231,8 @@ def parse_standardized_task(text: str) -> Parsed[StandardizedTask]:
     examples = parse_demo_pairs(examples_text)
     try:
         task = StandardizedTask(
-            task_name=_clean(name.split("\n")[0]),
-            task_type=_clean(fields.get("task type", "")),
+            task_name=clean(name.split("\n")[0]),
+            task_type=clean(fields.get("task type", "")),
             task_description=_drop_trailing_number(description),
             examples=examples.items,
         )
@@ -361,11 +246,7 @@ def _drop_trailing_number(text: str) -> str:
     lines = text.strip().splitlines()
     while lines and re.fullmatch(r"\s*(?:\d+[.)]|\*\*|#+)\s*", lines[-1]):
         lines.pop()
-    return _clean("\n".join(lines))
-
-
-def _one(text: str) -> str:
-    return " ".join(_clean(text).split())
+    return clean("\n".join(lines))
 
 
 # ---------------------------------------------------------------- S9/S10: demos
@@ -380,20 +261,20 @@ def parse_demo_pairs(text: str) -> Parsed[Demo]:
     """
     pairs: list[dict[str, str]] = []
     current: dict[str, str] = {}
-    for label, body in _labelled(text, r"(?:task\s+)?input|(?:task\s+)?output"):
+    for label, body in labelled(text, r"(?:task\s+)?input|(?:task\s+)?output"):
         if label.endswith("input"):
             current = {"input": _demo_text(body, structured=False)}
         elif "input" in current and "output" not in current:
             current["output"] = _demo_text(body, structured=True)
             pairs.append(current)
-    items, dropped = _validate_items(Demo, pairs)
+    items, dropped = validate_items(Demo, pairs)
     if items:
         return Parsed(items, "text", dropped)
     whole = _defenced(text)
-    raw = _json_items(whole, ("instances", "examples", "demos")) if whole[:1] in ("[", "{") else None
-    json_items, json_dropped = _validate_items(Demo, raw or [])
-    if json_items:
-        return Parsed(json_items, "json", json_dropped)
+    raw = json_items(whole, ("instances", "examples", "demos")) if whole[:1] in ("[", "{") else None
+    from_json, json_dropped = validate_items(Demo, raw or [])
+    if from_json:
+        return Parsed(from_json, "json", json_dropped)
     return Parsed([], "none", dropped + json_dropped)
 
 
@@ -420,4 +301,4 @@ def _demo_text(body: str, structured: bool) -> str:
     for prefix in ("The text is:", "Analyze the text"):
         if first.lower().startswith(prefix.lower()):
             first = first[len(prefix) :]
-    return _one(first)
+    return one_line(first)

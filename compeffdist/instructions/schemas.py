@@ -1,4 +1,5 @@
-"""Shapes of the teacher's structured answers: pydantic models that validate them and give the JSON schemas.
+"""Shapes of the teacher's structured answers: pydantic models that validate them and give the JSON schemas,
+and the Arrow types of those kept in tables (demos, task ideas).
 
 The schemas go into GenerationRequest.json_schema (vLLM guided decoding). Validation is lenient
 about key spellings small models use ("name" for "task_name", "type" for "task_type") and
@@ -10,10 +11,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pyarrow as pa
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 TASK_KINDS: tuple[str, ...] = ("classification", "rating", "extraction", "structured")
 TEMPLATE_KINDS: tuple[str, ...] = ("analysis", *TASK_KINDS)
+# A demo as table cells (tasks' seed demos, templates' demos): a list of these structs, typed once.
+DEMO_TYPE = pa.struct([("input", pa.string()), ("output", pa.string())])
+DEMOS_TYPE = pa.list_(DEMO_TYPE)
 
 
 class Lenient(BaseModel):
@@ -60,6 +65,9 @@ class TaskIdea(Lenient):
     task_description: str = Field(
         min_length=1, validation_alias=AliasChoices("task_description", "description", "instruction")
     )
+
+
+IDEA_TYPE = pa.struct([("task_name", pa.string()), ("task_type", pa.string()), ("task_description", pa.string())])
 
 
 class TaskIdeaList(Lenient):

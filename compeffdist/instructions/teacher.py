@@ -1,28 +1,49 @@
-"""One helper for every teacher call of instruction construction: generate on Ray, parse, retry, reject.
+"""One helper for every teacher call of instruction construction: generate on Ray, check, re-ask, reject.
 
-Requests carry stable ids built from the things they are about (text_id, cluster_id, task index,
-demo index); answers are joined back by those ids only. Raw responses, including those of retries,
-are kept in `files/responses_<step>.parquet`; every answer that stays unusable is quarantined with
-ctx.reject and the reason. Re-asking only makes sense when sampling, so retries need temperature > 0,
-and each attempt gets its own seed (derived from the run seed and the attempt's request id): with one
-seed for every request, vLLM would answer a re-ask with the very same tokens.
+A step is one `generate_table` call: one resumable map, one Ray actor pool, one model load, however
+many re-asks. The generation actors judge each answer with the step's parser and ask refused ones
+again in place (bounded by instructions.parse_retries). Re-asking only makes sense when sampling,
+so re-asks need temperature > 0, and each attempt gets its own seed (derived from the base seed and
+the attempt's request id): with one seed for every attempt, vLLM would answer a re-ask with the
+very same tokens.
+
+Answers are joined back by request id only. Every answer, re-asks included, is kept raw with its
+verdict in `files/responses_<step>.parquet`; every request that stays unusable is quarantined with
+ctx.reject and the reason. The actor only decides usable or not; the driver rebuilds the typed
+items of each accepted answer with the same pure parser (the steps' item types differ, so they do
+not travel in one generic Arrow column).
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from compeffdist.chat import user_turn
 from compeffdist.config import SamplingConfig
-from compeffdist.generation.requests import GenerationRequest
-from compeffdist.stage import StageContext
+from compeffdist.generation.requests import GenerationRequest, GenerationResult
+from compeffdist.generation.worker import ANSWERS_FIELD, Reasks
+from compeffdist.instructions import ids
+from compeffdist.instructions.parsing import Parsed
+from compeffdist.instructions.seeds import request_seed
+from compeffdist.stage import StageContext, StageOutput
 
-RETRY_MARK = "~retry"
+# Config sections that decide every teacher answer (part of each teacher stage's hash).
+TEACHER_SECTIONS = (
+    "models.teacher",
+    "engines.teacher",
+    "instructions.structured_output",
+    "instructions.parse_retries",
+    "run.seed",
+)
+# ... and those of the generation steps after attribute enumeration (S4-S10).
+GENERATION_SECTIONS = ("instructions.generation_sampling", "instructions.near_duplicate_threshold")
 
 
 @dataclass
@@ -34,13 +55,28 @@ class TeacherCall:
     schema: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class AnswerParser:
+    """A step's parser and the reason an answer gets when the parser finds nothing in it."""
+
+    parse: Callable[[str], Parsed[Any]]
+    why_not: str
+
+
 @dataclass
 class Answer:
-    """The teacher's usable answer to one call: the parsed value of the attempt that parsed."""
+    """The teacher's usable answer to one call: what the parser made of the attempt that parsed."""
 
     request_id: str
-    value: Any
-    method: str
+    parsed: Parsed[Any]
+
+    @property
+    def items(self) -> list[Any]:
+        return self.parsed.items
+
+    @property
+    def method(self) -> str:
+        return self.parsed.method
 
 
 @dataclass
@@ -50,8 +86,8 @@ class TeacherStats:
     requests: int = 0
     parsed: int = 0
     rejected: int = 0
-    engine_errors: int = 0
-    parse_retries: int = 0
+    engine_errors: int = 0  # answers (re-asks included) that are engine errors
+    parse_retries: int = 0  # re-asks
     recovered_by_retry: int = 0
     items_dropped: int = 0  # items of usable answers that failed validation or the parser's filters
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -68,30 +104,46 @@ class TeacherStats:
         }
 
 
-class ParseResult(NamedTuple):
-    """A parser's verdict: `value` (None when unusable), how it was found or why not, items it dropped."""
+def teacher_output(
+    ctx: StageContext,
+    rows: list[dict[str, Any]],
+    schema: pa.Schema,
+    counts: dict[str, int],
+    usage: dict[str, dict[str, int]],
+    sampling: SamplingConfig,
+    **extra: Any,
+) -> StageOutput:
+    """A teacher stage's artifact: its rows, counts, the teacher's name and token usage, the sampling it used."""
+    return StageOutput(
+        table=pa.Table.from_pylist(rows, schema=schema),
+        counts=counts,
+        models={"teacher": ctx.config.models.teacher.name},
+        token_usage=usage,
+        extra={"sampling": sampling.model_dump(), **extra},
+    )
 
-    value: Any
-    how: str
-    dropped: int = 0
+
+def judge(result: GenerationResult, parser: AnswerParser) -> tuple[bool, str]:
+    """Whether an answer is usable, and how it was read (the parser's route) or why not. Runs in the actors."""
+    if result.error:
+        return False, f"engine error: {result.error}"
+    parsed = parser.parse(result.text)
+    if parsed.ok:
+        return True, parsed.method
+    return False, parser.why_not + (" (answer cut at max_tokens)" if result.finish_reason == "length" else "")
 
 
-Parser = Callable[[str], ParseResult]
-
-
-def request_seed(base_seed: int, request_id: str) -> int:
-    """A sampling seed for one request: a hash of the base seed and the request id (31 bits, for every backend).
-
-    Stable across runs and batch layouts; different for every request, re-asks included (their ids differ).
-    """
-    digest = hashlib.sha256(f"{base_seed}|{request_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+def reask_request(request: GenerationRequest, k: int, base_seed: int) -> GenerationRequest:
+    """The k-th re-ask of a request: its own id, and a seed derived from that id."""
+    request_id = ids.reask(request.request_id, k)
+    sampling = request.sampling.model_copy(update={"seed": request_seed(base_seed, request_id)})
+    return dataclasses.replace(request, request_id=request_id, sampling=sampling)
 
 
 def ask_teacher(
-    ctx: StageContext, step: str, calls: list[TeacherCall], sampling: SamplingConfig, parse: Parser
+    ctx: StageContext, step: str, calls: list[TeacherCall], sampling: SamplingConfig, parser: AnswerParser
 ) -> tuple[dict[str, Answer], TeacherStats]:
-    """Ask every call, parse each answer, re-ask unparseable ones (bounded), reject what stays unusable.
+    """Ask every call on one actor pool (re-asks included), reject what stays unusable.
 
     Returns usable answers by request_id and the step's statistics (token usage included).
     """
@@ -101,91 +153,62 @@ def ask_teacher(
     from compeffdist.generation.usage import add_usage
 
     cfg = ctx.config
-    structured = cfg.instructions.structured_output
-    retries = cfg.instructions.parse_retries if sampling.temperature > 0 else 0
-    base_seed = sampling.seed if sampling.seed is not None else cfg.run.seed
     stats = TeacherStats(requests=len(calls))
-    answers: dict[str, Answer] = {}
-    failures: dict[str, tuple[str, str]] = {}  # request_id -> (reason, raw response)
-    pending = sorted(calls, key=lambda c: c.request_id)
-    tables: list[pa.Table] = []
-    for attempt in range(retries + 1):
-        if not pending:
-            break
-        suffix = "" if attempt == 0 else f"{RETRY_MARK}{attempt}"
-        requests = [
-            GenerationRequest(
-                request_id=call.request_id + suffix,
-                messages=[{"role": "user", "content": call.prompt}],
-                sampling=sampling.model_copy(update={"seed": request_seed(base_seed, call.request_id + suffix)}),
-                json_schema=call.schema if structured else None,
-            )
-            for call in pending
-        ]
-        desc = step if attempt == 0 else f"{step} (retry {attempt})"
-        table = generate_table(
-            _step_context(ctx, step, attempt), requests, cfg.models.teacher, cfg.engines.teacher, desc
+    if not calls:
+        return {}, stats
+    structured = cfg.instructions.structured_output
+    base_seed = sampling.seed if sampling.seed is not None else cfg.run.seed
+    requests = [
+        GenerationRequest(
+            request_id=call.request_id,
+            messages=user_turn(call.prompt),
+            sampling=sampling.model_copy(update={"seed": request_seed(base_seed, call.request_id)}),
+            json_schema=call.schema if structured else None,
         )
-        by_id = {row["request_id"]: row for row in table.to_pylist()}
-        statuses = []
-        still_failing = []
-        for call in pending:
-            row = by_id.get(call.request_id + suffix)
-            value, how, dropped = _judge(row, parse)
-            statuses.append(how if value is not None else f"rejected: {how}")
-            if value is None:
-                if row is not None and row.get("error"):
-                    stats.engine_errors += 1
-                failures[call.request_id] = (how, (row or {}).get("response") or "")
-                still_failing.append(call)
-                continue
-            answers[call.request_id] = Answer(call.request_id, value, how)
-            stats.items_dropped += dropped
-            failures.pop(call.request_id, None)
-            if attempt:
-                stats.recovered_by_retry += 1
-        tables.append(_with_status(table, [c.request_id + suffix for c in pending], statuses))
-        add_usage(stats.usage, table)
-        if attempt:
-            stats.parse_retries += len(pending)
-        pending = still_failing
-    for request_id in sorted(failures):
-        reason, raw = failures[request_id]
-        ctx.reject("teacher", request_id, "response", f"{step}: {reason}", raw)
-    stats.parsed, stats.rejected = len(answers), len(failures)
-    if tables:
-        pq.write_table(pa.concat_tables(tables, promote_options="default"), ctx.files_dir / f"responses_{step}.parquet")
+        for call in sorted(calls, key=lambda c: c.request_id)
+    ]
+    reasks = Reasks(
+        check=partial(judge, parser=parser),
+        again=partial(reask_request, base_seed=base_seed),
+        budget=cfg.instructions.parse_retries if sampling.temperature > 0 else 0,
+    )
+    table = generate_table(ctx, requests, cfg.models.teacher, cfg.engines.teacher, step, reasks=reasks)
+    if ANSWERS_FIELD.name not in table.column_names:  # nothing came back at all: no result columns either
+        table = table.append_column(ANSWERS_FIELD, pa.nulls(table.num_rows, ANSWERS_FIELD.type))
+    responses = answer_rows(table)
+    pq.write_table(responses, ctx.files_dir / f"responses_{step}.parquet")
+
+    stats.parse_retries = responses.num_rows - table.num_rows
+    stats.engine_errors = responses.num_rows - responses.column("error").null_count
+    add_usage(stats.usage, responses)
+    answers_by_id = dict(zip(table.column("request_id").to_pylist(), table.column("answers").to_pylist(), strict=True))
+    answers: dict[str, Answer] = {}
+    for request in requests:
+        tries = answers_by_id.get(request.request_id) or []
+        last = tries[-1] if tries else None
+        if last is None or not last["usable"]:
+            reason = last["status"] if last else "no result row"
+            ctx.reject("teacher", request.request_id, "response", f"{step}: {reason}", last["response"] if last else "")
+            continue
+        answers[request.request_id] = Answer(request.request_id, parser.parse(last["response"]))
+        stats.items_dropped += answers[request.request_id].parsed.dropped
+        stats.recovered_by_retry += len(tries) > 1
+    stats.parsed, stats.rejected = len(answers), len(requests) - len(answers)
     ctx.log(f"{step}: {stats.parsed}/{stats.requests} answers usable, {stats.rejected} rejected")
     return answers, stats
 
 
-def _step_context(ctx: StageContext, step: str, attempt: int) -> StageContext:
-    """The stage context with its own shard folder for one step and attempt.
-
-    A stage makes several generate_table calls; separate folders keep each call's resume
-    bookkeeping (ids already in shards) to its own requests. Rejects still go to the stage.
-    """
-    sub = copy.copy(ctx)
-    sub.work = ctx.work.join("teacher", f"{step}-{attempt}")
-    return sub
-
-
-def _judge(row: dict[str, Any] | None, parse: Parser) -> ParseResult:
-    if row is None:
-        return ParseResult(None, "no result row")
-    if row.get("error"):
-        return ParseResult(None, f"engine error: {row['error']}")
-    response = row.get("response") or ""
-    if not response.strip():
-        return ParseResult(None, "empty response")
-    result = parse(response)
-    if result.value is None and row.get("finish_reason") == "length":
-        return result._replace(how=result.how + " (answer cut at max_tokens)")
-    return result
-
-
-def _with_status(table: pa.Table, ids: list[str], statuses: list[str]) -> pa.Table:
-    """The generation rows plus a parse_status column, joined by request_id."""
-    status_by_id = dict(zip(ids, statuses, strict=True))
-    column = [status_by_id.get(rid, "no result row") for rid in table.column("request_id").to_pylist()]
-    return table.append_column("parse_status", pa.array(column, pa.string()))
+def answer_rows(table: pa.Table) -> pa.Table:
+    """One row per answer (re-asks included): its own request id and seed, the request it answers
+    (messages, sampling, schema), its result, and `parse_status` (the parser's route, or "rejected: <why>")."""
+    table = table.combine_chunks()  # list_parent_indices counts within a chunk
+    answers = pa.Table.from_struct_array(pc.list_flatten(table.column("answers")))
+    request = table.drop_columns([name for name in table.column_names if name in answers.column_names])
+    request = request.drop_columns("answers").take(pc.list_parent_indices(table.column("answers")))
+    rejected = pc.binary_join_element_wise("rejected: ", answers.column("status"), "")
+    status = pc.if_else(answers.column("usable"), answers.column("status"), rejected)
+    answers = answers.drop_columns(["usable", "status"])
+    columns = [("request_id", answers.column("request_id")), ("seed", answers.column("seed"))]
+    columns += [(name, request.column(name)) for name in request.column_names]
+    columns += [(name, answers.column(name)) for name in answers.column_names if name not in ("request_id", "seed")]
+    return pa.table(dict([*columns, ("parse_status", status)]))

@@ -1,10 +1,11 @@
-"""The two ways a worker updates the student: a DeepSpeed engine (ZeRO 0-3) or plain torch DDP.
+"""How a worker updates the student: one DeepSpeed engine, ZeRO 0-3 (ZeRO-0 is plain data parallelism).
 
-Both have the same duck-typed surface, which loop.py uses: `train_micro_batch` takes one micro
-batch and steps the optimizer every `gradient_accumulation_steps` of them, `save`/`load` write and
+loop.py uses this surface: `train_micro_batch` takes one micro batch and lets DeepSpeed step the
+optimizer every `gradient_accumulation_steps` of them (with clipping), `save`/`load` write and
 restore the full training state in a folder (every rank calls them), `full_state_dict` hands rank 0
 the full (unsharded) weights for export (every rank calls it: ZeRO-3 gathers), and `module` is the
-bare model.
+bare transformers model. Accumulation, clipping, the optimizer step and the checkpoint format are
+DeepSpeed's own; the learning-rate schedule is transformers' `get_scheduler`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 DEEPSPEED_TAG = "deepspeed"
-DDP_STATE_FILE = "ddp_state.pt"
 
 
 def build_optimizer(model: Any, training: Any, offload: bool = False) -> Any:
@@ -37,28 +37,44 @@ def build_optimizer(model: Any, training: Any, offload: bool = False) -> Any:
     return torch.optim.AdamW(params, **hyper)
 
 
-class DeepSpeedBackend:
-    """DeepSpeed engine on the process group Ray Train already set up (gloo on CPU, NCCL on GPU)."""
+def build_scheduler(optimizer: Any, kind: str, warmup_steps: int, total_steps: int) -> Any:
+    """transformers' schedule of that name: linear warmup from 0, then cosine/linear decay to 0 at `total_steps`."""
+    from transformers import get_scheduler
 
-    def __init__(self, model: Any, training: Any, ds_config: dict[str, Any], lr_factor: Any, backend: str) -> None:
+    name = "constant_with_warmup" if kind == "constant" and warmup_steps > 0 else kind
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
+
+
+class DeepSpeedBackend:
+    """DeepSpeed engine on the process group Ray Train already set up (gloo on CPU, NCCL on GPU).
+
+    `trainable` is what DeepSpeed wraps and calls (`trainable(**batch).loss`: the chunked-loss
+    wrapper in training); `module` is the model to export, `trainable` itself unless given.
+    """
+
+    def __init__(
+        self, trainable: Any, training: Any, ds_config: dict[str, Any], total_steps: int, backend: str,
+        module: Any = None,
+    ) -> None:  # fmt: skip
         import deepspeed
-        from torch.optim.lr_scheduler import LambdaLR
 
         from compeffdist.training.deepspeed_config import offloads_optimizer
 
         deepspeed.init_distributed(dist_backend=backend)  # reuses Ray's process group
         self.engine, _, _, self.scheduler = deepspeed.initialize(
-            model=model,
-            optimizer=build_optimizer(model, training, offload=offloads_optimizer(ds_config)),
-            lr_scheduler=lambda optimizer: LambdaLR(optimizer, lr_factor),
+            model=trainable,
+            optimizer=build_optimizer(trainable, training, offload=offloads_optimizer(ds_config)),
+            lr_scheduler=lambda optimizer: build_scheduler(
+                optimizer, training.lr_scheduler, training.warmup_steps, total_steps
+            ),
             config=ds_config,
         )
-        self.module = self.engine.module
+        self.module = trainable if module is None else module
         self.zero_stage = self.engine.zero_optimization_stage()
 
     def train_micro_batch(self, batch: dict[str, Any]) -> float:
         batch = {k: v.to(self.engine.device) for k, v in batch.items()}
-        loss = self.engine(**batch, use_cache=False).loss  # a KV cache would disable packed-document masks
+        loss = self.engine(**batch).loss
         self.engine.backward(loss)
         self.engine.step()  # applies the optimizer only at accumulation boundaries
         return float(loss.detach())
@@ -66,7 +82,7 @@ class DeepSpeedBackend:
     def current_lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
 
-    def save(self, folder: Path, rank: int) -> None:
+    def save(self, folder: Path) -> None:
         self.engine.save_checkpoint(str(folder), tag=DEEPSPEED_TAG)
 
     def load(self, folder: Path) -> None:
@@ -87,70 +103,3 @@ class DeepSpeedBackend:
             if rank != 0:
                 return None
             return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
-
-
-class DDPBackend:
-    """Plain torch DistributedDataParallel (Ray's prepare_model), with manual accumulation and clipping."""
-
-    def __init__(self, model: Any, training: Any, lr_factor: Any, device: Any) -> None:
-        import ray.train.torch
-        import torch
-        from torch.optim.lr_scheduler import LambdaLR
-
-        self.model = ray.train.torch.prepare_model(model)  # DDP when world size > 1
-        self.module = getattr(self.model, "module", self.model)
-        self.optimizer = build_optimizer(self.module, training)
-        self.scheduler = LambdaLR(self.optimizer, lr_factor)
-        self.accumulation = training.gradient_accumulation_steps
-        self.clip = training.gradient_clipping
-        self.device = device
-        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=training.use_bf16)
-        self.micro_steps = 0
-
-    def train_micro_batch(self, batch: dict[str, Any]) -> float:
-        import torch
-
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        self.micro_steps += 1
-        boundary = self.micro_steps % self.accumulation == 0
-        # Skip the gradient all-reduce on micro batches that do not end an accumulation window.
-        no_sync = getattr(self.model, "no_sync", contextlib.nullcontext)
-        with contextlib.nullcontext() if boundary else no_sync(), self.autocast:
-            loss = self.model(**batch, use_cache=False).loss
-            (loss / self.accumulation).backward()
-        if boundary:
-            if self.clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    def current_lr(self) -> float:
-        return float(self.scheduler.get_last_lr()[0])
-
-    def save(self, folder: Path, rank: int) -> None:
-        import torch
-
-        if rank == 0:  # DDP replicas are identical
-            state = {
-                "model": self.module.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "micro_steps": self.micro_steps,
-            }
-            torch.save(state, folder / DDP_STATE_FILE)
-
-    def load(self, folder: Path) -> None:
-        import torch
-
-        state = torch.load(folder / DDP_STATE_FILE, map_location=self.device, weights_only=False)
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.micro_steps = state["micro_steps"]
-
-    def full_state_dict(self, rank: int) -> dict[str, Any] | None:
-        if rank != 0:
-            return None
-        return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}

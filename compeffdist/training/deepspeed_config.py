@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from compeffdist.config import TrainingConfig
-
-
-def global_batch_size(training: TrainingConfig) -> int:
-    """Sequences per optimizer step over all workers (DeepSpeed's train_batch_size)."""
-    return training.micro_batch_size * training.gradient_accumulation_steps * training.num_workers
+from compeffdist.config import TrainingConfig
 
 
 def offloads_optimizer(ds_config: dict[str, Any]) -> bool:
@@ -29,7 +23,7 @@ def build_deepspeed_config(training: TrainingConfig) -> dict[str, Any]:
     return {
         "train_micro_batch_size_per_gpu": training.micro_batch_size,
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
-        "train_batch_size": global_batch_size(training),
+        "train_batch_size": training.global_batch_size,
         "gradient_clipping": training.gradient_clipping,
         "zero_optimization": zero,
         "bf16": {"enabled": training.use_bf16},
@@ -46,7 +40,7 @@ def _resolve_auto(config: dict[str, Any], training: TrainingConfig) -> dict[str,
     values = {
         "train_micro_batch_size_per_gpu": training.micro_batch_size,
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
-        "train_batch_size": global_batch_size(training),
+        "train_batch_size": training.global_batch_size,
         "gradient_clipping": training.gradient_clipping,
     }
     for key, value in values.items():
@@ -55,46 +49,6 @@ def _resolve_auto(config: dict[str, Any], training: TrainingConfig) -> dict[str,
     # The trainer always hands DeepSpeed its own optimizer (see build_deepspeed_config).
     config.setdefault("zero_allow_untested_optimizer", True)
     return config
-
-
-def check_deepspeed_config(training: TrainingConfig) -> None:
-    """Raise ValueError naming the DeepSpeed key when it contradicts the training section."""
-    ds = training.deepspeed or {}
-    for key in ("optimizer", "scheduler"):
-        if key in ds:
-            raise ValueError(
-                f"deepspeed.{key} is not supported: the trainer builds AdamW and the schedule from the training "
-                "section (learning_rate, betas, eps, weight_decay, lr_scheduler, warmup_steps)"
-            )
-    expected = {
-        "train_micro_batch_size_per_gpu": training.micro_batch_size,
-        "gradient_accumulation_steps": training.gradient_accumulation_steps,
-    }
-    for key, value in expected.items():
-        if key in ds and ds[key] != "auto" and ds[key] != value:
-            raise ValueError(f"deepspeed.{key} is {ds[key]} but the training section says {value}")
-    if "train_batch_size" in ds and ds["train_batch_size"] != "auto":
-        want = global_batch_size(training)
-        if ds["train_batch_size"] != want:
-            raise ValueError(
-                f"deepspeed.train_batch_size is {ds['train_batch_size']} but micro_batch_size × "
-                f"gradient_accumulation_steps × num_workers = {want}"
-            )
-    zero = ds.get("zero_optimization")
-    if zero is not None:
-        from pydantic import ValidationError
-
-        try:
-            from deepspeed.runtime.zero.config import DeepSpeedZeroConfig
-        except ImportError:  # deepspeed absent: structural checks above still ran
-            return
-        try:
-            DeepSpeedZeroConfig(**zero)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"deepspeed.zero_optimization is invalid: {problems}") from exc
-    if ds.get("bf16", {}).get("enabled") and not training.use_gpu:
-        raise ValueError("deepspeed.bf16.enabled needs use_gpu: true (bf16 is emulated and very slow on CPU)")
 
 
 def validate_deepspeed_config(config: dict[str, Any]) -> None:

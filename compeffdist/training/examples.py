@@ -37,6 +37,71 @@ class RejectedExample:
     raw: str
 
 
+@dataclass(frozen=True)
+class _Rendered:
+    record_id: str
+    prompt: str
+    full: str
+    response: str
+
+
+def _render(
+    record_id: str, messages: Any, response: Any, tokenizer: Any, chat_template_kwargs: dict[str, Any] | None
+) -> _Rendered | RejectedExample:
+    """Check one record and render it with the chat template, or say why it cannot be trained on."""
+    if not isinstance(response, str) or not response.strip():
+        return RejectedExample(record_id, "response", "empty or missing teacher response", repr(response))
+    try:
+        checked = check_messages(messages)
+    except ValueError as exc:
+        return RejectedExample(record_id, "messages", str(exc), str(messages))
+    try:
+        prompt, full = render_conversation(tokenizer, checked, response, chat_template_kwargs)
+    except ChatRenderError as exc:
+        return RejectedExample(record_id, "messages", str(exc), exc.rendered)
+    return _Rendered(record_id, prompt, full, response)
+
+
+def _masked(
+    item: _Rendered, input_ids: list[int], offsets: list[Any], max_seq_len: int
+) -> TokenizedExample | RejectedExample:
+    """Labels -100 before the assistant turn, truncation to `max_seq_len`; a reject when no response token is left."""
+    labels = [
+        tid if start >= len(item.prompt) else IGNORE_INDEX for tid, (start, _) in zip(input_ids, offsets, strict=True)
+    ]
+    truncated = len(input_ids) > max_seq_len
+    input_ids, labels = input_ids[:max_seq_len], labels[:max_seq_len]
+    if all(label == IGNORE_INDEX for label in labels):
+        reason = "prompt fills max_seq_len: no response token left" if truncated else "response has no tokens"
+        return RejectedExample(item.record_id, "response", reason, item.response)
+    return TokenizedExample(item.record_id, input_ids, labels, truncated)
+
+
+def build_examples(
+    rows: list[dict[str, Any]],
+    tokenizer: Any,
+    max_seq_len: int,
+    chat_template_kwargs: dict[str, Any] | None = None,
+) -> tuple[list[TokenizedExample], list[RejectedExample]]:
+    """Tokenize selection rows (record_id, messages as chat.MESSAGES_TYPE, response); bad rows come back as rejects.
+
+    The conversations are rendered one by one and tokenized in one batched (Rust) tokenizer call.
+    """
+    rendered: list[_Rendered] = []
+    rejects: list[RejectedExample] = []
+    for row in rows:
+        item = _render(str(row["record_id"]), row.get("messages"), row.get("response"), tokenizer, chat_template_kwargs)
+        (rendered if isinstance(item, _Rendered) else rejects).append(item)
+    if not rendered:
+        return [], rejects
+    encoded = tokenizer([item.full for item in rendered], add_special_tokens=False, return_offsets_mapping=True)
+    examples: list[TokenizedExample] = []
+    for item, ids, offsets in zip(rendered, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+        result = _masked(item, list(ids), offsets, max_seq_len)
+        (examples if isinstance(result, TokenizedExample) else rejects).append(result)
+    return examples, rejects
+
+
 def tokenize_example(
     tokenizer: Any,
     record_id: str,
@@ -46,45 +111,8 @@ def tokenize_example(
     chat_template_kwargs: dict[str, Any] | None = None,
 ) -> TokenizedExample | RejectedExample:
     """Render, tokenize and mask one conversation; truncate it to `max_seq_len` tokens."""
-    try:
-        prompt, full = render_conversation(tokenizer, messages, response, chat_template_kwargs)
-    except ChatRenderError as exc:
-        return RejectedExample(record_id, "messages", str(exc), exc.rendered)
-    encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = list(encoded["input_ids"])
-    offsets = encoded["offset_mapping"]
-    labels = [tid if start >= len(prompt) else IGNORE_INDEX for tid, (start, _) in zip(input_ids, offsets, strict=True)]
-    truncated = len(input_ids) > max_seq_len
-    input_ids, labels = input_ids[:max_seq_len], labels[:max_seq_len]
-    if all(label == IGNORE_INDEX for label in labels):
-        reason = "prompt fills max_seq_len: no response token left" if truncated else "response has no tokens"
-        return RejectedExample(record_id, "response", reason, response)
-    return TokenizedExample(record_id, input_ids, labels, truncated)
-
-
-def build_examples(
-    rows: list[dict[str, Any]],
-    tokenizer: Any,
-    max_seq_len: int,
-    chat_template_kwargs: dict[str, Any] | None = None,
-) -> tuple[list[TokenizedExample], list[RejectedExample]]:
-    """Tokenize selection rows (record_id, messages as chat.MESSAGES_TYPE, response); bad rows come back as rejects."""
-    examples: list[TokenizedExample] = []
-    rejects: list[RejectedExample] = []
-    for row in rows:
-        record_id = str(row["record_id"])
-        response = row.get("response")
-        if not isinstance(response, str) or not response.strip():
-            rejects.append(RejectedExample(record_id, "response", "empty or missing teacher response", repr(response)))
-            continue
-        try:
-            messages = check_messages(row.get("messages"))
-        except ValueError as exc:
-            rejects.append(RejectedExample(record_id, "messages", str(exc), str(row.get("messages"))))
-            continue
-        result = tokenize_example(tokenizer, record_id, messages, response, max_seq_len, chat_template_kwargs)
-        if isinstance(result, TokenizedExample):
-            examples.append(result)
-        else:
-            rejects.append(result)
-    return examples, rejects
+    examples, rejects = build_examples(
+        [{"record_id": record_id, "messages": messages, "response": response}], tokenizer, max_seq_len,
+        chat_template_kwargs,
+    )  # fmt: skip
+    return examples[0] if examples else rejects[0]

@@ -33,6 +33,7 @@ class WorkerState:
 
     step: int = 0
     finished: bool = False
+    resumed_from: int = 0  # the step this worker group started from (a restart's checkpoint, or 0)
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -79,31 +80,30 @@ def load_student(student: Any, training: Any) -> Any:
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train entry point; `config` is built by `compeffdist.training.trainer.run_training`."""
     import ray.train
-    import ray.train.torch
     import torch
 
     from compeffdist.config import ModelSpec, TrainingConfig
-    from compeffdist.training.backends import DDPBackend, DeepSpeedBackend
-    from compeffdist.training.plan import TrainPlan, epoch_micro_batches, lr_multiplier
+    from compeffdist.training.backends import DeepSpeedBackend
+    from compeffdist.training.loss import ChunkedLossModel
+    from compeffdist.training.plan import TrainPlan, epoch_micro_batches
 
     training = TrainingConfig.model_validate(config["training"])
     student = ModelSpec.model_validate(config["student"])
     plan = TrainPlan(**config["plan"])
     rank = ray.train.get_context().get_world_rank()
-    device = ray.train.torch.get_device()
     torch.manual_seed(config["seed"])
 
     model = load_student(student, training)
-    lr_factor = lr_multiplier(training.lr_scheduler, training.warmup_steps, plan.total_steps)
-    if training.strategy == "deepspeed":
-        backend: Any = DeepSpeedBackend(model, training, config["deepspeed"], lr_factor, config["dist_backend"])
-    else:
-        backend = DDPBackend(model, training, lr_factor, device)
+    trainable = ChunkedLossModel(model, training.loss_chunk_tokens)
+    backend = DeepSpeedBackend(
+        trainable, training, config["deepspeed"], plan.total_steps, config["dist_backend"], module=model
+    )
 
     state = _restore(ray.train.get_checkpoint(), backend, plan)
     if state.finished:
         return
-    start_step = state.step
+    start_step = state.resumed_from = state.step
+    fail_after = _injected_failure_step(config)
     shard = _read_shard(ray.train.get_dataset_shard("train"), plan.rows // plan.workers, rank)
     accumulation = plan.gradient_accumulation_steps
     window = Window()
@@ -120,11 +120,32 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 state.step += 1
                 if _after_step(state, epoch, plan, training, backend, window, rank, config):
                     window = Window()
-                if state.step > start_step and state.step == config.get("fail_after_step"):
-                    raise RuntimeError(f"injected failure after step {state.step} (COMPEFFDIST_TRAIN_FAIL_AFTER_STEP)")
+                if state.step > start_step and state.step == fail_after:
+                    _inject_failure(config, rank, state.step)
                 if state.step >= plan.total_steps:
                     break
     _finish(state, backend, student, training, rank)
+
+
+def _injected_failure_step(config: dict[str, Any]) -> int | None:
+    """The step after which this worker group fails on purpose (tests), or None.
+
+    Once per run: the first failure leaves a marker in the run's storage, so a worker group that
+    Ray Train restarts (max_failures) trains on instead of failing at the same step again.
+    """
+    if config.get("fail_after_step") is None:
+        return None
+    from compeffdist.storage import Location
+
+    return None if Location.of(config["fail_marker"]).exists() else config["fail_after_step"]
+
+
+def _inject_failure(config: dict[str, Any], rank: int, step: int) -> None:
+    from compeffdist.storage import Location
+
+    if rank == 0:
+        Location.of(config["fail_marker"]).write_text(json.dumps({"step": step}))
+    raise RuntimeError(f"injected failure after step {step} (COMPEFFDIST_TRAIN_FAIL_AFTER_STEP)")
 
 
 def _read_shard(data: Any, expected: int, rank: int) -> list[dict[str, Any]]:
@@ -169,9 +190,9 @@ def _after_step(
     if not checkpoint_now:
         ray.train.report(state.metrics[-1])
         return True
-    folder = Path(tempfile.mkdtemp(prefix="compeffdist-ckpt-"))
+    folder = _staging_folder(training, "compeffdist-ckpt-")
     try:
-        backend.save(folder, rank)
+        backend.save(folder)
         if rank == 0:
             _write_state(folder, state)
         _report_folder(state.metrics[-1], folder)
@@ -205,8 +226,17 @@ def _metrics_row(state: WorkerState, epoch: int, window: Window, config: dict[st
     }
 
 
+def _staging_folder(training: Any, prefix: str) -> Path:
+    """A fresh folder on the node-local staging disk (`checkpoint_staging_dir`) for a checkpoint Ray then uploads."""
+    root = training.checkpoint_staging_dir
+    if root is not None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
+
+
 def _write_state(folder: Path, state: WorkerState) -> None:
-    (folder / STATE_FILE).write_text(json.dumps({"step": state.step, "finished": state.finished}), encoding="utf-8")
+    saved = {"step": state.step, "finished": state.finished, "resumed_from": state.resumed_from}
+    (folder / STATE_FILE).write_text(json.dumps(saved), encoding="utf-8")
     with open(folder / METRICS_FILE, "w", encoding="utf-8") as handle:
         for row in state.metrics:
             handle.write(json.dumps(row) + "\n")
@@ -247,7 +277,7 @@ def _finish(state: WorkerState, backend: Any, student: Any, training: Any, rank:
     # full CPU copy of the weights is only built for full fine-tuning.
     weights = backend.full_state_dict(rank) if training.lora is None else None
     state.finished = True
-    folder = Path(tempfile.mkdtemp(prefix="compeffdist-final-"))
+    folder = _staging_folder(training, "compeffdist-final-")
     try:
         if rank == 0:
             export = folder / MODEL_DIR

@@ -20,8 +20,8 @@ SEQUENCE_COLUMNS = ("input_ids", "labels", "position_ids")
 ROW_INDEX = "row_index"  # position of a sequence in the training dataset: what the per-epoch order permutes
 
 
-def shuffled(examples: Sequence[TokenizedExample], seed: int) -> list[TokenizedExample]:
-    """A seeded order that depends on record ids only, not on the order rows arrived in."""
+def shuffled(examples: Sequence[TokenizedExample], seed: int | str) -> list[TokenizedExample]:
+    """A seeded order that depends on record ids only, not on the order rows arrived in (random.Random's seeds)."""
     ordered = sorted(examples, key=lambda e: e.record_id)
     random.Random(seed).shuffle(ordered)
     return ordered

@@ -1,9 +1,7 @@
-"""How many optimizer steps a run takes, and the learning-rate multiplier at each step."""
+"""How many optimizer steps a run takes, and which rows each worker trains on at each of them."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -76,22 +74,3 @@ def epoch_micro_batches(plan: TrainPlan, rank: int, seed: int, epoch: int, step:
     order = epoch_order(plan.rows // plan.workers, rank, seed, epoch)
     size = plan.micro_batch_size
     return [order[i * size : (i + 1) * size] for i in range(done, plan.steps_per_epoch * accumulation)]
-
-
-def lr_multiplier(kind: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
-    """LambdaLR factor for optimizer step `step` (0-based), as transformers' schedules define it.
-
-    Linear warmup from 0, then cosine or linear decay towards 0 at `total_steps`, or constant.
-    """
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return step / warmup_steps
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        if kind == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - progress
-
-    return factor

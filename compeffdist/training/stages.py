@@ -1,4 +1,4 @@
-"""Stage `training`: fine-tune the student on the selected teacher responses (Ray Train + DeepSpeed)."""
+"""Stage `training`: fine-tune the student on the selected teacher responses (Ray Data + Ray Train + DeepSpeed)."""
 
 from __future__ import annotations
 
@@ -8,57 +8,69 @@ from compeffdist.stage import Stage, StageContext, StageOutput
 
 MODEL_FOLDER = "model"
 LOSS_PLOT = "loss.png"
+SEQUENCES = "sequences"
 
 
 def train_student(ctx: StageContext) -> StageOutput:
-    """Tokenize the selection with the student's chat template, pack, train, export; one row per report."""
+    """Tokenize and pack the selection with Ray Data tasks, train, export; one table row per report.
+
+    The selection's parts are read by the tasks, never by the driver; sequences and rejects land in
+    the work area, where a restarted stage finds them (and Ray Train's checkpoints) again.
+    """
     from compeffdist.models.registry import load_tokenizer
-    from compeffdist.training.examples import build_examples
-    from compeffdist.training.packing import pack_sequences, shuffled, single_sequences
+    from compeffdist.raysession import ensure_ray
+    from compeffdist.training.data import prepare_sequences
     from compeffdist.training.plot import plot_loss_curve
     from compeffdist.training.trainer import run_training
 
     training = ctx.config.training
     student = ctx.config.models.student
     seed = ctx.config.seed_of("training")
-    rows = ctx.read("selection", columns=["record_id", "messages", "response"]).to_pylist()
-    tokenizer = load_tokenizer(student, padding_side="right")
-    examples, rejects = build_examples(rows, tokenizer, training.max_seq_len, student.chat_template_kwargs)
-    for reject in rejects:
-        ctx.reject("selection", reject.record_id, reject.field, reject.reason, reject.raw)
-    ordered = shuffled(examples, seed)
-    sequences = pack_sequences(ordered, training.max_seq_len) if training.packing else single_sequences(ordered)
+    ensure_ray(ctx.config.ray)
+    prepared = prepare_sequences(ctx.input_parts("selection"), ctx.work / SEQUENCES, student, training, seed)
+    for reject in prepared.rejects():
+        ctx.reject("selection", reject["record_id"], reject["field"], reject["reason"], reject["raw"])
+    counts = prepared.counts
     ctx.log(
-        f"{len(examples)} examples ({len(rejects)} rejected, {sum(e.truncated for e in examples)} truncated) "
-        f"-> {len(sequences)} sequences of <= {training.max_seq_len} tokens"
+        f"{counts['records']} records in {prepared.chunks} chunks ({prepared.resumed_chunks} from an earlier run): "
+        f"{counts['examples']} examples ({counts['rejected']} rejected, {counts['truncated']} truncated) "
+        f"-> {counts['sequences']} sequences of <= {training.max_seq_len} tokens"
     )
     run = run_training(
-        sequences,
+        prepared.sequences,
         student=student,
         training=training,
         seed=seed,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=load_tokenizer(student, padding_side="right").pad_token_id,
         storage=ctx.work / "ray_train",
         export_dir=ctx.files_dir / MODEL_FOLDER,
     )
-    plot_loss_curve(run.metrics, ctx.files_dir / LOSS_PLOT, title=f"{student.name} ({training.strategy})")
+    plot_loss_curve(run.metrics, ctx.files_dir / LOSS_PLOT, title=f"{student.name} (ZeRO-{training.zero_stage})")
     last = run.metrics[-1]
     ctx.add_actor_time(last["train_seconds"] * training.num_workers, 1.0 if training.use_gpu else 0.0)
-    ctx.log(f"trained {last['step']} steps; final loss {last['loss']:.4f}; {last['seconds_per_step']:.2f} s/step")
+    resumed = f"; resumed from step {run.resumed_from_step}" if run.resumed_from_step else ""
+    ctx.log(
+        f"trained {last['step']} steps; final loss {last['loss']:.4f}; {last['seconds_per_step']:.2f} s/step{resumed}"
+    )
     return StageOutput(
         table=pa.Table.from_pylist(run.metrics),
         counts={
-            "rows": len(rows),
-            "examples": len(examples),
-            "rejected": len(rejects),
-            "truncated": sum(e.truncated for e in examples),
-            "sequences": len(sequences),
+            "rows": counts["records"],
+            "examples": counts["examples"],
+            "rejected": counts["rejected"],
+            "truncated": counts["truncated"],
+            "sequences": counts["sequences"],
             "steps": int(last["step"]),
             "tokens": int(last["tokens"]),
             "loss_tokens": int(last["loss_tokens"]),
         },
         models={"student_base": student.name, "student": f"files/{MODEL_FOLDER}"},
-        extra={"plan": run.plan.as_dict(), "final_loss": last["loss"], "train_seconds": last["train_seconds"]},
+        extra={
+            "plan": run.plan.as_dict(),
+            "final_loss": last["loss"],
+            "train_seconds": last["train_seconds"],
+            "resumed_from_step": run.resumed_from_step,
+        },
     )
 
 
@@ -68,6 +80,6 @@ STAGES = [
         run=train_student,
         inputs=("selection",),
         sections=("training", "models.student", "run.seed"),
-        description="fine-tune the student on the selected teacher responses (Ray Train + DeepSpeed)",
+        description="fine-tune the student on the selected teacher responses (Ray Data + Ray Train + DeepSpeed)",
     )
 ]

@@ -1,4 +1,4 @@
-"""Driver side of student fine-tuning: shard the sequences with Ray Data, run TorchTrainer, fetch the model."""
+"""Driver side of student fine-tuning: the sequence parts as a Ray Dataset, TorchTrainer, fetch the model."""
 
 from __future__ import annotations
 
@@ -11,45 +11,31 @@ from typing import Any
 
 from compeffdist.config import ModelSpec, TrainingConfig
 from compeffdist.storage import Location
+from compeffdist.training.data import SequenceData, sequences_dataset
 from compeffdist.training.plan import TrainPlan, make_plan
 
 FAIL_AFTER_STEP_ENV = "COMPEFFDIST_TRAIN_FAIL_AFTER_STEP"
-ROWS_PER_BLOCK = 64
 
 
 @dataclass
 class TrainingRun:
-    """What a finished run leaves behind: the exported model folder and one metrics row per report."""
+    """What a finished run leaves behind: the exported model folder, one metrics row per report, and the step
+    the last worker group started from (0, or the checkpoint a restart resumed from)."""
 
     model_dir: Path
     metrics: list[dict[str, Any]]
     plan: TrainPlan
-
-
-def sequences_dataset(sequences: list[dict[str, list[int]]]) -> Any:
-    """A Ray Dataset of training rows in small blocks, each row with its index (ROW_INDEX) for the epoch order."""
-    import pyarrow as pa
-    import ray.data
-
-    from compeffdist.training.packing import ROW_INDEX
-
-    schema = pa.schema([(n, pa.list_(pa.int32())) for n in sequences[0]])
-    table = pa.Table.from_pylist(sequences, schema=schema)
-    table = table.append_column(ROW_INDEX, pa.array(range(len(sequences)), pa.int64()))
-    blocks = [table.slice(start, ROWS_PER_BLOCK) for start in range(0, table.num_rows, ROWS_PER_BLOCK)]
-    return ray.data.from_arrow(blocks)
+    resumed_from_step: int = 0
 
 
 def worker_config(
-    training: TrainingConfig, student: ModelSpec, plan: TrainPlan, seed: int, pad_token_id: int
+    training: TrainingConfig, student: ModelSpec, plan: TrainPlan, seed: int, pad_token_id: int, fail_marker: Location
 ) -> dict[str, Any]:
     """The plain-data `train_loop_config` each worker rebuilds its settings from."""
     from compeffdist.training.deepspeed_config import build_deepspeed_config, validate_deepspeed_config
 
-    ds_config = None
-    if training.strategy == "deepspeed":
-        ds_config = build_deepspeed_config(training)
-        validate_deepspeed_config(ds_config)
+    ds_config = build_deepspeed_config(training)
+    validate_deepspeed_config(ds_config)
     fail_after = os.environ.get(FAIL_AFTER_STEP_ENV)
     return {
         "training": training.model_dump(mode="json"),
@@ -61,11 +47,12 @@ def worker_config(
         "deepspeed": ds_config,
         "dist_backend": "nccl" if training.use_gpu else "gloo",
         "fail_after_step": int(fail_after) if fail_after else None,
+        "fail_marker": fail_marker.uri,  # an injected failure fires once per run (loop._injected_failure_step)
     }
 
 
 def run_training(
-    sequences: list[dict[str, list[int]]],
+    data: SequenceData,
     *,
     student: ModelSpec,
     training: TrainingConfig,
@@ -75,7 +62,9 @@ def run_training(
     export_dir: Path,
     run_name: str = "training",
 ) -> TrainingRun:
-    """Train the student on `sequences` with Ray Train; resume from `storage/run_name` if it holds checkpoints.
+    """Train the student on the sequence parts `data` with Ray Train; resume from `storage/run_name` if it holds
+    checkpoints. A worker failure restarts the worker group from the last checkpoint up to
+    `training.max_failures` times.
 
     `storage` must outlive a crash (the stage passes its work area) and, on a cluster, be storage
     every node sees (a shared folder or an object-store URI). The exported Hugging Face folder is
@@ -85,17 +74,19 @@ def run_training(
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from compeffdist.training.loop import METRICS_FILE, MODEL_DIR, train_loop_per_worker
+    from compeffdist.training.loop import METRICS_FILE, MODEL_DIR, STATE_FILE, train_loop_per_worker
 
-    if not sequences:
+    if data.total == 0:
         raise ValueError("no training sequences")
     plan = make_plan(
-        len(sequences), training.num_workers, training.micro_batch_size, training.gradient_accumulation_steps,
+        data.total, training.num_workers, training.micro_batch_size, training.gradient_accumulation_steps,
         training.epochs, training.max_steps,
     )  # fmt: skip
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=worker_config(training, student, plan, seed, pad_token_id),
+        train_loop_config=worker_config(
+            training, student, plan, seed, pad_token_id, storage / f"{run_name}-injected-failure.json"
+        ),
         scaling_config=ray.train.ScalingConfig(num_workers=training.num_workers, use_gpu=training.use_gpu),
         torch_config=TorchConfig(backend="nccl" if training.use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
@@ -104,7 +95,7 @@ def run_training(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             failure_config=ray.train.FailureConfig(max_failures=training.max_failures),
         ),
-        datasets={"train": sequences_dataset(sequences)},
+        datasets={"train": sequences_dataset(data)},
         # Split equally, the same way on every run (order preserved, no locality-driven assignment): each
         # worker holds only its share, reshuffled per epoch in loop.py; a fixed split makes resume exact.
         dataset_config=ray.train.DataConfig(
@@ -120,4 +111,6 @@ def run_training(
         shutil.rmtree(export_dir, ignore_errors=True)
         shutil.copytree(Path(folder) / MODEL_DIR, export_dir)
         lines = (Path(folder) / METRICS_FILE).read_text(encoding="utf-8").splitlines()
-    return TrainingRun(model_dir=Path(export_dir), metrics=[json.loads(line) for line in lines if line], plan=plan)
+        state = json.loads((Path(folder) / STATE_FILE).read_text(encoding="utf-8"))
+    metrics = [json.loads(line) for line in lines if line]
+    return TrainingRun(Path(export_dir), metrics, plan, resumed_from_step=state.get("resumed_from", 0))

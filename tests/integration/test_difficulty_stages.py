@@ -72,7 +72,7 @@ def test_stages_score_like_the_reference_loop_and_select_with_reports(tmp_path, 
     from compeffdist.difficulty.reference import reference_token_scores
     from compeffdist.difficulty.scorer import DifficultyScorer
 
-    config = _config(tmp_path, data_root, tiny_model_dir)
+    config = _config(tmp_path, data_root, tiny_model_dir, truncated="skip")
     runner = Runner(config, _stages(data_root))
     runner.run()
     scored = runner.store.read_table("difficulty")
@@ -105,7 +105,7 @@ def test_stages_score_like_the_reference_loop_and_select_with_reports(tmp_path, 
     files = runner.store.files_dir("difficulty")
     assert (files / "difficulty_histogram.png").read_bytes()[:4] == b"\x89PNG"
     report = (files / "difficulty.md").read_text(encoding="utf-8")
-    assert "truncated: 1 (0 scored on their visible tokens, 1 not scored)" in report
+    assert "truncated: 1 (0 scored, 1 not scored)" in report
 
     selected = runner.store.read_table("selection")
     selection = runner.store.manifest("selection")
@@ -163,24 +163,24 @@ def test_a_killed_run_resumes_without_rescoring_finished_shards(tmp_path, data_r
     assert again.extra["layout"].startswith("raw concatenation")
 
 
-def test_proxy_scorer_and_visible_tokens_of_truncated_records(tmp_path, data_root, tiny_model_dir, ray_local):
-    """scorer: proxy with a student that does not exist (loading it would fail); truncated: score_visible."""
+def test_proxy_scorer_and_official_truncation(tmp_path, data_root, tiny_model_dir, ray_local):
+    """scorer: proxy with a student that does not exist (loading it would fail); truncated: official (the
+    default): cut responses are scored on their visible tokens, the record whose prompt fills the window 0.0."""
     from compeffdist.difficulty.kernel import mean_rank_score
     from compeffdist.difficulty.reference import reference_token_scores
     from compeffdist.difficulty.scorer import DifficultyScorer
 
     payload = _config(tmp_path, data_root, tiny_model_dir).model_dump(mode="json")
     payload["models"]["student"] = {"name": str(tmp_path / "no-such-student")}
-    payload["difficulty"].update(
-        scorer="proxy", proxy={"name": str(tiny_model_dir)}, truncated="score_visible", max_length=150
-    )
+    payload["difficulty"].update(scorer="proxy", proxy={"name": str(tiny_model_dir)}, max_length=150)
     config = JobConfig.model_validate(payload)
     runner = Runner(config, _stages(data_root))
     runner.run()
     assert runner.store.manifest("difficulty").models == {"scorer": str(tiny_model_dir)}
     rows = {r["record_id"]: r for r in runner.store.read_table("difficulty").to_pylist()}
-    cut = [r for r in rows.values() if r["truncated"] and r["difficulty"] is not None]
-    assert len(cut) >= 3 and rows["rec-005"]["difficulty"] is None  # the prompt alone fills the window
+    assert config.difficulty.truncated == "official" and not config.difficulty.chat_template
+    cut = [r for r in rows.values() if r["truncated"] and r["record_id"] != "rec-005"]
+    assert len(cut) >= 3 and rows["rec-005"]["difficulty"] == 0.0  # the prompt alone fills the window
     scorer = DifficultyScorer(config.difficulty.proxy, config.difficulty, config.engines.scorer, config.run.seed)
     source = {r["record_id"]: r for r in _responses_table(data_root).to_pylist()}
     for row in cut[:4]:
@@ -189,9 +189,9 @@ def test_proxy_scorer_and_visible_tokens_of_truncated_records(tmp_path, data_roo
         expected = mean_rank_score(reference_token_scores(scorer.model, text))
         assert row["difficulty"] == pytest.approx(expected, abs=1e-5)
     report = (runner.store.files_dir("difficulty") / "difficulty.md").read_text(encoding="utf-8")
-    assert f"({len(cut)} scored on their visible tokens, 1 not scored)" in report
+    assert f"truncated: {len(cut) + 1} ({len(cut) + 1} scored, 0 not scored)" in report
     selection = runner.store.manifest("selection")
-    assert selection.counts["pool"] == len(rows) - 1 and selection.counts["unscored"] == 1
+    assert selection.counts["pool"] == len(rows) and selection.counts["unscored"] == 0
 
 
 def test_non_finite_difficulties_are_counted_and_never_selected(tmp_path, data_root, tiny_model_dir):
@@ -215,7 +215,7 @@ def test_non_finite_difficulties_are_counted_and_never_selected(tmp_path, data_r
 
 def test_heldout_records_are_never_selected(tmp_path, data_root, tiny_model_dir):
     """evaluation.heldout takes its records out of the pool before any selection method sees them."""
-    from compeffdist.evaluation.heldout import is_heldout
+    from compeffdist.evaluation.heldout import heldout_ids
 
     table = pa.Table.from_pylist(
         [{"record_id": f"h{i}", "difficulty": float(i), "difficulty_metric": "rank", "truncated": False,
@@ -228,7 +228,8 @@ def test_heldout_records_are_never_selected(tmp_path, data_root, tiny_model_dir)
     config = JobConfig.model_validate(payload)
     runner = Runner(config, stages)
     runner.run()
-    heldout = {f"h{i}" for i in range(40) if is_heldout(f"h{i}", config.evaluation.heldout)}
+    ids = [f"h{i}" for i in range(40)]
+    heldout = {rid for rid, out in zip(ids, heldout_ids(ids, config.evaluation.heldout), strict=True) if out}
     selected = set(runner.store.read_table("selection").column("record_id").to_pylist())
     assert heldout and not heldout & selected and selected | heldout == {f"h{i}" for i in range(40)}
     manifest = runner.store.manifest("selection")

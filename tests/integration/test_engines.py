@@ -10,7 +10,7 @@ import pytest
 from compeffdist.config import EngineConfig, ModelSpec, SamplingConfig
 from compeffdist.engines import create_engine
 from compeffdist.engines.vllm_engine import vllm_available
-from compeffdist.generation.requests import GenerationRequest
+from compeffdist.generation.requests import ErrorKind, GenerationRequest
 
 pytestmark = pytest.mark.integration
 
@@ -28,11 +28,12 @@ def _check_results(engine, results) -> None:
     by_id = {r.request_id: r for r in results}
     assert list(by_id) == ["chat", "raw", "long"]
     assert by_id["long"].error and "limit is" in by_id["long"].error  # too long: recorded, not raised
+    assert by_id["long"].error_kind is ErrorKind.PROMPT_TOO_LONG and not by_id["long"].retryable
     for rid in ("chat", "raw"):
         result = by_id[rid]
         assert result.error is None and result.prompt_tokens > 0 and 0 < result.output_tokens <= 12
         assert set(result.to_row(engine.model_name)) == {
-            "response", "prompt_tokens", "output_tokens", "finish_reason", "error", "model"
+            "response", "prompt_tokens", "output_tokens", "finish_reason", "error", "error_kind", "model"
         }  # fmt: skip
     candidates = [engine.tokenizer.encode(" good", add_special_tokens=False)[:1],
                   engine.tokenizer.encode(" bad", add_special_tokens=False)[:1]]  # fmt: skip

@@ -79,7 +79,7 @@ def fake_responses(ctx: StageContext) -> StageOutput:
 def test_evaluation_stage_runs_on_ray(tmp_path, data_root, tiny_model_dir, ray_local):
     from helpers import tiny_config
 
-    from compeffdist.evaluation.heldout import is_heldout
+    from compeffdist.evaluation.heldout import heldout_ids
 
     def fake_training(ctx: StageContext) -> StageOutput:
         shutil.copytree(tiny_model_dir, ctx.files_dir / "model")
@@ -109,7 +109,12 @@ def test_evaluation_stage_runs_on_ray(tmp_path, data_root, tiny_model_dir, ray_l
     assert "[" in (files / "evaluation.md").read_text() and "±" not in (files / "evaluation.md").read_text()
 
     # Held-out records: exactly the hash split's usable ones (rec005 has an empty answer), scored for each model.
-    expected = {f"rec{i:03d}" for i in range(24) if i != 5 and is_heldout(f"rec{i:03d}", config.evaluation.heldout)}
+    ids = [f"rec{i:03d}" for i in range(24)]
+    expected = {
+        rid
+        for rid, out in zip(ids, heldout_ids(ids, config.evaluation.heldout), strict=True)
+        if out and rid != "rec005"
+    }
     heldout = pq.read_table(files / "heldout_agreement.parquet").to_pylist()
     assert expected and {r["record_id"] for r in heldout} == expected
     assert manifest.counts["heldout_records"] == len(expected)

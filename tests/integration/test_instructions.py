@@ -10,8 +10,6 @@ teacher end to end and checks the templates contract.
 
 from __future__ import annotations
 
-import json
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,17 +17,16 @@ from helpers import tiny_config
 
 from compeffdist.config import EngineConfig, JobConfig, ModelSpec, SamplingConfig
 from compeffdist.data.pool import STAGES as POOL
+from compeffdist.failures import StageFailed
 from compeffdist.generation.requests import GenerationRequest
-from compeffdist.instructions.stages import (
-    MENTION_SCHEMA,
-    PERSPECTIVE_SCHEMA,
-    PROMPT_SCHEMA,
-    STAGES,
-    TASK_SCHEMA,
-    TEMPLATE_SCHEMA,
-    template_id,
-)
-from compeffdist.instructions.teacher import RETRY_MARK, request_seed
+from compeffdist.instructions.ids import RETRY_MARK, template_id
+from compeffdist.instructions.s1_attributes import MENTION_SCHEMA
+from compeffdist.instructions.s3_perspectives import PERSPECTIVE_SCHEMA
+from compeffdist.instructions.s4_analysis_prompts import PROMPT_SCHEMA
+from compeffdist.instructions.s7_tasks import TASK_SCHEMA
+from compeffdist.instructions.s11_templates import TEMPLATE_SCHEMA
+from compeffdist.instructions.seeds import request_seed
+from compeffdist.instructions.stages import STAGES
 from compeffdist.pipeline import Runner
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -76,13 +73,14 @@ def test_stages_run_on_ray_keep_raw_answers_reject_noise_and_fail_clearly(tmp_pa
     assert manifest.counts["teacher_parsed"] + manifest.counts["teacher_rejected"] == 6
     assert manifest.counts["rejects"] == manifest.counts["teacher_rejected"]
     assert manifest.token_usage[str(tiny_model_dir)]["requests"] == 6
+    assert manifest.extra["actor_seconds"] > 0  # the teacher pool's busy time reaches the stage's manifest
     rejects = runner.store.read_rejects("attributes").to_pylist() if manifest.counts["rejects"] else []
     assert all(r["reason"].startswith("attributes: ") and r["location"].startswith("attr-") for r in rejects)
 
     # 2. Past enumeration (injected mentions): real embedding + clustering, then teacher stages on Ray.
     stages = [*POOL, Stage(name="attributes", run=_fixed_mentions, inputs=("pool",)), *STAGES[1:]]
     runner = Runner(config, stages)
-    with pytest.raises(RuntimeError, match="zero templates"):
+    with pytest.raises(StageFailed, match="zero templates"):
         runner.run()
     perspectives = runner.store.read_table("perspectives").to_pylist()
     assert sorted(r["attribute"] for r in perspectives) == sorted(
@@ -90,19 +88,19 @@ def test_stages_run_on_ray_keep_raw_answers_reject_noise_and_fail_clearly(tmp_pa
     )
     tone = next(r for r in perspectives if r["attribute"] == "tone")
     # Counts are mentions (official): "tone" and "tone: angry" in each of the 6 texts.
-    assert tone["count"] == 12 and json.loads(tone["variants"]) == {"tone": 6, "tone: angry": 6}
+    assert tone["count"] == 12 and {v["name"]: v["count"] for v in tone["variants"]} == {"tone": 6, "tone: angry": 6}
     cluster_ids = sorted({r["cluster_id"] for r in perspectives})
     assert cluster_ids == list(range(len(cluster_ids)))
     for stage, files in (("analysis_prompts", ["responses_analysis_prompts.parquet"]),
-                         ("tasks", ["responses_task_ideas.parquet"])):  # fmt: skip
+                         ("task_ideas", ["responses_task_ideas.parquet"])):  # fmt: skip
         manifest = runner.store.manifest(stage)
         used = min(len(cluster_ids), 2)
-        assert manifest is not None and manifest.token_usage, stage
+        assert manifest is not None and manifest.token_usage and manifest.extra["actor_seconds"] > 0, stage
         for name in files:
             ids = pq.read_table(runner.store.files_dir(stage) / name).column("request_id").to_pylist()
             assert len([i for i in ids if "~retry" not in i]) == used
     # The noise teacher's answers were re-asked once (temperature > 0) and the re-asks are counted.
-    tasks = runner.store.manifest("tasks").counts
+    tasks = runner.store.manifest("task_ideas").counts
     first_attempt_failures = tasks["ideas_requests"] - (tasks["ideas_parsed"] - tasks["ideas_recovered_by_retry"])
     assert tasks["ideas_parse_retries"] == first_attempt_failures
     # Perspectives are deterministic: a forced re-run gives the same clusters.
@@ -126,8 +124,8 @@ SEED_DEMOS = {
 
 def _fixed_perspectives(ctx: StageContext) -> StageOutput:
     rows = [
-        {"attribute_id": f"a{cid}", "attribute": name, "count": 30 - cid, "variants": "{}",
-         "description": f"how the text shows {name}", "top_descriptions": "[]", "cluster_id": cid, "rank_in_cluster": 0}
+        {"attribute_id": f"a{cid}", "attribute": name, "count": 30 - cid, "variants": [],
+         "description": f"how the text shows {name}", "top_descriptions": [], "cluster_id": cid, "rank_in_cluster": 0}
         for cid, name in enumerate(["tone", "sarcasm"])
     ]  # fmt: skip
     return StageOutput(table=pa.Table.from_pylist(rows, schema=PERSPECTIVE_SCHEMA))
@@ -149,8 +147,9 @@ def _fixed_tasks(ctx: StageContext) -> StageOutput:
     """Standardized tasks as a capable teacher would give them; SEED_DEMOS is read at run time."""
     rows = [
         {"task_id": task_id, "cluster_id": int(task_id[1]), "task_index": 0, "kind": kind, "task_name": name,
-         "task_description": description, "seed_demos": json.dumps(SEED_DEMOS[task_id]), "standardized": True,
-         "idea": "{}", "request_id": f"task2-{task_id}"}
+         "task_description": description, "seed_demos": SEED_DEMOS[task_id], "standardized": True,
+         "idea": {"task_name": name, "task_type": kind, "task_description": description},
+         "request_id": f"task2-{task_id}"}
         for task_id, kind, name, description in TASKS
     ]  # fmt: skip
     return StageOutput(table=pa.Table.from_pylist(rows, schema=TASK_SCHEMA))
@@ -173,6 +172,7 @@ def test_demos_to_templates_on_ray_keeps_seed_demos_and_stable_ids(tmp_path, dat
     assert demos.counts["teacher_requests"] == 4
     assert demos.counts["teacher_parsed"] + demos.counts["teacher_rejected"] == 4
     assert demos.counts["rejects"] == demos.counts["teacher_rejected"]
+    assert demos.extra["actor_seconds"] > 0
     responses = pq.read_table(runner.store.files_dir("demos") / "responses_demos.parquet").to_pylist()
     by_id = {r["request_id"]: r for r in responses}
     assert {r["request_id"].partition(RETRY_MARK)[0] for r in responses} == {
@@ -193,8 +193,8 @@ def test_demos_to_templates_on_ray_keeps_seed_demos_and_stable_ids(tmp_path, dat
         row = rows[task_id]
         assert row["template_id"] == template_id(row["cluster_id"], row["kind"], task_id)
         expected = seeds + [{"input": d["input"], "output": d["output"]} for d in generated[task_id]]
-        assert json.loads(row["demos"]) == expected  # seed demos first, then what the demos stage kept
-    assert rows["c1-t0"]["kind"] == "extraction" and rows["c0-p0"]["demos"] == "[]"
+        assert row["demos"] == expected  # seed demos first, then what the demos stage kept
+    assert rows["c1-t0"]["kind"] == "extraction" and rows["c0-p0"]["demos"] == []
 
     # New seed demos, tasks to templates re-run (forced: manifests fingerprint counts, not content): the
     # templates keep their ids, not their content.
@@ -203,7 +203,7 @@ def test_demos_to_templates_on_ray_keeps_seed_demos_and_stable_ids(tmp_path, dat
     again = {r["source_id"]: r for r in runner.store.read_table("templates").to_pylist()}
     assert {k: r["template_id"] for k, r in again.items()} == {k: r["template_id"] for k, r in rows.items()}
     assert again["c0-t0"]["content_hash"] != rows["c0-t0"]["content_hash"]
-    assert json.loads(again["c0-t0"]["demos"])[0] == {"input": "Best pizza in town.", "output": "positive"}
+    assert again["c0-t0"]["demos"][0] == {"input": "Best pizza in town.", "output": "positive"}
 
 
 # ---------------------------------------------------------------- per-request sampling seeds
@@ -252,7 +252,7 @@ def test_smollm2_teacher_builds_templates_that_meet_the_labeling_contract(tmp_pa
     assert rows and len({r["template_id"] for r in rows}) == len(rows)
     for row in rows:
         assert row["kind"] in {"analysis", "classification", "rating", "extraction", "structured"}
-        demos = json.loads(row["demos"])
+        demos = row["demos"]
         assert isinstance(demos, list) and (row["kind"] != "analysis" or demos == [])
         assert row["task_description"].strip() and row["perspective"]
     report = runner.store.files_dir("templates")

@@ -56,7 +56,8 @@ def test_labeling_chain_writes_every_record_once_and_skips_when_done(
     }  # fmt: skip
 
 
-def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, data_root, tiny_model_dir):
+def test_killed_run_resumes_on_a_resized_pool_without_losing_or_duplicating_rows(tmp_path, data_root, tiny_model_dir):
+    """Killed half-way, then resumed with a bigger pool and batches: resources are not identity, shards stay."""
     payload = tiny_config(
         tmp_path, data_root, tiny_model_dir,
         labeling={"records": 40, "sampling": {"temperature": 1.0, "max_tokens": 48}},
@@ -87,12 +88,18 @@ def test_killed_run_resumes_without_losing_or_duplicating_rows(tmp_path, data_ro
     progress = re.search(r"partial: (\d+) of 40 rows \(the next run resumes\)", responses_line)
     assert progress and int(progress.group(1)) >= 2 * kept - 1, status.stdout  # a killed actor may finish a batch
 
+    # Grow the pool and change batching, threads and retries half-way: the finished shards must stay.
+    payload["engines"]["teacher"]["resources"] = {
+        "batch_size": 4, "min_actors": 1, "max_actors": 2, "torch_threads": 1, "max_retries": 0
+    }  # fmt: skip
+    resized = write_config(tmp_path / "resized.yaml", payload)
     second = subprocess.run(
-        [sys.executable, str(HERE / "labeling_job.py"), str(config_path)],
+        [sys.executable, str(HERE / "labeling_job.py"), str(resized)],
         env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resuming:" in second.stderr and "already in shards" in second.stderr
+    assert "discarding" not in second.stderr
     assert "taking over" in second.stderr and "its process" in second.stderr  # the dead run's lease
     resumed = int(second.stderr.split("resuming: ")[1].split(" of ")[0])
     assert resumed >= 2 * kept - 1  # every finished shard (2 rows each) was kept, not redone

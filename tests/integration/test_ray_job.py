@@ -66,7 +66,7 @@ def test_submitted_stage_job_writes_its_artifact(ray_head, tmp_path, data_root, 
 
     config = write_config(tmp_path / "job.yaml", tiny_config(tmp_path, data_root, tiny_model_dir))
     client = JobSubmissionClient(ray_head)
-    job_id = _submit(client, f"{sys.executable} jobs/pool.py --config {config}")
+    job_id = _submit(client, f"{sys.executable} jobs/stage.py --stage pool --config {config}")
     status = _wait(client, job_id)
     logs = client.get_job_logs(job_id)
     assert status == JobStatus.SUCCEEDED, logs[-3000:]

@@ -1,5 +1,5 @@
-"""Student fine-tuning on a real local Ray: 2 workers, DeepSpeed ZeRO-2/3 and DDP on gloo, a tiny Llama;
-and ZeRO-Offload in one gloo process on a tiny module.
+"""Student fine-tuning on a real local Ray: 2 workers, DeepSpeed ZeRO-0/2/3 on gloo, a tiny Llama, sequences
+prepared by Ray Data tasks; and ZeRO-Offload in one gloo process on a tiny module.
 
 The toy task is learnable: the response is "positive" or "negative" depending on the adjective
 right after "The food was". The first DeepSpeed init on a machine JIT-compiles shm_comm (~40 s),
@@ -39,11 +39,12 @@ def toy_rows() -> list[dict]:
 
 def toy_training(**overrides) -> TrainingConfig:
     # 16 packed sequences, 2 workers, micro batch 1, accumulation 2: 4 steps per epoch, 16 in all. Checkpoints at
-    # steps 3, 6, 9...: inside an epoch, so a resume has to skip micro batches, not just start an epoch.
+    # steps 3, 6, 9...: inside an epoch, so a resume has to skip micro batches, not just start an epoch. The loss is
+    # chunked (16 labelled positions per chunk, so several chunks per micro batch).
     settings = dict(
-        strategy="deepspeed", zero_stage=2, num_workers=2, epochs=4, micro_batch_size=1,
+        zero_stage=2, num_workers=2, epochs=4, micro_batch_size=1,
         gradient_accumulation_steps=2, max_seq_len=128, learning_rate=3e-3, report_every_steps=2,
-        checkpoint_every_steps=3, gradient_checkpointing=False,
+        checkpoint_every_steps=3, gradient_checkpointing=False, max_failures=0, loss_chunk_tokens=16,
     )  # fmt: skip
     settings.update(overrides)
     return TrainingConfig(**settings)
@@ -56,21 +57,22 @@ def ray_quiet(ray_local):
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    """A tiny Llama whose tokenizer knows the toy vocabulary, and the packed training sequences."""
+def toy(ray_quiet, tmp_path_factory):
+    """A tiny Llama whose tokenizer knows the toy vocabulary, and the sequences Ray Data tasks packed for it."""
     from compeffdist.models.registry import load_tokenizer
     from compeffdist.models.tiny import build_tiny_llama
-    from compeffdist.training.examples import build_examples
-    from compeffdist.training.packing import pack_sequences, shuffled
+    from compeffdist.training.data import SELECTION_SCHEMA, prepare_sequences
 
     rows = toy_rows()
-    model_dir = build_tiny_llama(tmp_path_factory.mktemp("toy-llama"), [r["messages"][0]["content"]
-                                 for r in rows] + ["positive negative"])  # fmt: skip
+    root = tmp_path_factory.mktemp("toy")
+    model_dir = build_tiny_llama(root / "llama", [r["messages"][0]["content"] for r in rows] + ["positive negative"])
     spec = ModelSpec(name=str(model_dir))
+    part = Location.of(root / "selection" / "part-00000.parquet")
+    part.write_parquet(pa.Table.from_pylist(rows, schema=SELECTION_SCHEMA))
+    prepared = prepare_sequences([part], Location.of(root / "sequences"), spec, toy_training(), seed=0)
+    assert prepared.counts["rejected"] == 0 and prepared.sequences.total == 16
     tokenizer = load_tokenizer(spec, padding_side="right")
-    examples, rejects = build_examples(rows, tokenizer, max_seq_len=128)
-    assert not rejects
-    return {"spec": spec, "tokenizer": tokenizer, "sequences": pack_sequences(shuffled(examples, 0), 128)}
+    return {"spec": spec, "tokenizer": tokenizer, "sequences": prepared.sequences}
 
 
 def train(toy, root: Path, name: str, training: TrainingConfig):
@@ -84,7 +86,7 @@ def train(toy, root: Path, name: str, training: TrainingConfig):
 
 
 @pytest.fixture(scope="module")
-def zero2_run(ray_quiet, toy, tmp_path_factory):
+def zero2_run(toy, tmp_path_factory):
     root = tmp_path_factory.mktemp("zero2")
     return root, train(toy, root, "reference", toy_training())
 
@@ -164,6 +166,20 @@ def test_killed_run_resumes_with_the_same_steps_and_weights(zero2_run, toy, monk
     assert_same_run(resumed, reference)
     # Resumed, not restarted: the rows up to the checkpoint are the failed run's own (timings included).
     assert resumed.metrics[: len(saved)] == saved
+    assert (resumed.resumed_from_step, reference.resumed_from_step) == (3, 0)
+
+
+def test_zero0_survives_a_worker_failure_within_one_run(zero2_run, toy, tmp_path, monkeypatch):
+    """max_failures: 1 and a failure injected after step 5: Ray Train restarts the worker group from the step-3
+    checkpoint inside the same fit(), and the run ends like the uninterrupted one. ZeRO-0 (plain data parallelism,
+    what the former DDP backend did) trains like ZeRO-2."""
+    from compeffdist.training.trainer import FAIL_AFTER_STEP_ENV
+
+    monkeypatch.setenv(FAIL_AFTER_STEP_ENV, "5")
+    run = train(toy, tmp_path, "zero0", toy_training(zero_stage=0, max_failures=1))
+    assert json.loads((tmp_path / "storage" / "zero0-injected-failure.json").read_text()) == {"step": 5}
+    assert run.resumed_from_step == 3
+    assert_same_run(run, zero2_run[1], tolerance=1e-4)
 
 
 def test_zero3_resumes_and_exports_full_weights(zero2_run, toy, tmp_path, monkeypatch):
@@ -182,7 +198,7 @@ def test_zero3_resumes_and_exports_full_weights(zero2_run, toy, tmp_path, monkey
     assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, base.model.layers[0].mlp.up_proj.weight)
 
 
-def test_training_stage_with_ddp_and_lora(ray_quiet, toy, tmp_path, data_root):
+def test_training_stage_with_zero0_and_lora(ray_quiet, toy, tmp_path, data_root):
     """The pipeline stage end to end: rejects, one table row per report, loss plot, a plain HF model folder."""
     from helpers import tiny_config
 
@@ -193,7 +209,7 @@ def test_training_stage_with_ddp_and_lora(ray_quiet, toy, tmp_path, data_root):
 
     rows = [*toy_rows(), {"record_id": "broken", "messages": [], "instruction": "x", "response": "y"}]
     selection = Stage(name="selection", run=lambda ctx: StageOutput(table=pa.Table.from_pylist(rows)))
-    training = toy_training(strategy="ddp", epochs=2, lora={"r": 8, "alpha": 16, "dropout": 0.0})
+    training = toy_training(zero_stage=0, epochs=2, lora={"r": 8, "alpha": 16, "dropout": 0.0})
     config = JobConfig.model_validate(
         tiny_config(tmp_path, data_root, Path(toy["spec"].name), training=training.model_dump(mode="json"))
     )
@@ -263,11 +279,11 @@ def test_offloaded_optimizer_trains_like_torch_adamw(single_gloo_process, zero_s
             super().__init__()
             self.linear = torch.nn.Linear(8, 4)
 
-        def forward(self, inputs, targets, use_cache=False):
+        def forward(self, inputs, targets):
             return SimpleNamespace(loss=((self.linear(inputs) - targets) ** 2).mean())
 
     training = TrainingConfig(
-        strategy="deepspeed", zero_stage=zero_stage, offload_optimizer=True, num_workers=1, micro_batch_size=4,
+        zero_stage=zero_stage, offload_optimizer=True, num_workers=1, micro_batch_size=4, lr_scheduler="constant",
         gradient_accumulation_steps=2, gradient_clipping=0.0, learning_rate=0.05, weight_decay=0.5,
     )  # fmt: skip
     ds_config = build_deepspeed_config(training)
@@ -277,7 +293,7 @@ def test_offloaded_optimizer_trains_like_torch_adamw(single_gloo_process, zero_s
     reference = copy.deepcopy(model)
     batches = [{"inputs": torch.randn(4, 8), "targets": torch.randn(4, 4)} for _ in range(4)]
 
-    backend = DeepSpeedBackend(model, training, ds_config, lambda step: 1.0, "gloo")
+    backend = DeepSpeedBackend(model, training, ds_config, total_steps=2, backend="gloo")
     assert backend.engine.zero_cpu_offload() and isinstance(backend.engine.basic_optimizer, DeepSpeedCPUAdam)
     losses = [backend.train_micro_batch(batch) for batch in batches]
     weights = backend.full_state_dict(rank=0)

@@ -20,6 +20,7 @@ from compeffdist.config import load_config
 from compeffdist.data.pool import STAGES as POOL
 from compeffdist.failures import StageFailed, failure_dir
 from compeffdist.pipeline import Runner
+from compeffdist.rowmap import EXPECTED_ROWS
 from compeffdist.stage import StageContext
 from compeffdist.storage import Location
 
@@ -144,6 +145,7 @@ def test_status_shows_a_half_done_stage_as_partial(tmp_path, data_root, capsys):
     ctx = StageContext(config, runner.store, responses, runner.expected_key(responses))  # as an interrupted run left it
     for shard, ids in (("one", "abcd"), ("two", "efgh")):
         (ctx.work / "shards" / f"{shard}.parquet").write_parquet(pa.table({"record_id": list(ids)}))
+    (ctx.work / "shards" / EXPECTED_ROWS).write_text('{"rows": 16}')  # what the map wrote when it started
     attributes = runner.store.work("attributes").join("teacher", "attributes-0", "shards")
     runner.store.work("attributes").join("key.json").write_text("{}")
     (attributes / "x.parquet").write_parquet(pa.table({"request_id": ["r1", "r2", "r3"]}))

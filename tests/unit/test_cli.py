@@ -84,3 +84,19 @@ def test_download_rejects_an_archive_without_the_datasets(tmp_path):
     with pytest.raises(RuntimeError, match="lacks"):
         main(["data", "download", "sentibench", "--to", str(tmp_path / "out"), "--from-zip", str(archive)])
     assert not (tmp_path / "out").exists()
+
+
+def test_an_overlay_file_is_merged_over_the_config_and_set_wins(tmp_path, data_root, capsys):
+    import yaml
+
+    job = tmp_path / "job.yaml"
+    job.write_text(
+        f"run: {{data_root: {data_root}}}\nmodels: {{teacher: {{name: t}}, student: {{name: s}}}}\n"
+        "training: {epochs: 4, micro_batch_size: 8}\n",
+        encoding="utf-8",
+    )
+    overlay = tmp_path / "small-gpus.yaml"
+    overlay.write_text("training: {micro_batch_size: 2, gradient_accumulation_steps: 32}\n", encoding="utf-8")
+    assert main(["validate", str(job), "--overlay", str(overlay), "--set", "training.epochs=2"]) == 0
+    training = yaml.safe_load(capsys.readouterr().out)["training"]
+    assert (training["micro_batch_size"], training["gradient_accumulation_steps"], training["epochs"]) == (2, 32, 2)

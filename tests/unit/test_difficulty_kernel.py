@@ -13,10 +13,11 @@ pytestmark = pytest.mark.unit
 
 
 def _naive(logits: torch.Tensor, targets: torch.Tensor, top_p: float) -> list[float]:
+    """The official per-token loop, with the stable sort CUDA's torch.sort performs (ties by ascending id)."""
     scores = []
     for row, target in zip(logits.float(), targets.tolist(), strict=True):
         probs = torch.softmax(row, dim=-1)
-        ordered, ids = torch.sort(probs, descending=True)
+        ordered, ids = torch.sort(probs, descending=True, stable=True)
         nucleus = min(int((torch.cumsum(ordered, 0) < top_p).sum()) + 1, len(ordered))
         top = ids[:nucleus].tolist()
         scores.append(top.index(target) / nucleus if target in top else 1.0)
@@ -64,11 +65,31 @@ def test_hidden_states_through_a_head_equal_logits_and_bf16_is_upcast():
     assert torch.isfinite(half.logprob).all()
 
 
-def test_ties_count_only_strictly_more_probable_tokens():
-    # bf16 logits often tie; the teacher token then ranks first among equals, whatever the sort does.
-    logits = torch.tensor([[1.0, 1.0, 1.0, -5.0]])
-    stats = token_stats(logits, torch.tensor([2]))
-    assert stats.rank.tolist() == [0] and stats.rank_score.tolist() == [0.0]
+def test_tie_rules():
+    # Three equally probable tokens (nucleus 3). sort_position (official): token 2 sits behind tokens 0 and 1
+    # in a stable descending sort; strictly_greater: no token is strictly more probable.
+    logits = torch.tensor([[1.0, 1.0, 1.0, -5.0]] * 2)
+    official = token_stats(logits, torch.tensor([2, 0]))
+    assert official.nucleus.tolist() == [3, 3]
+    assert official.rank.tolist() == [2, 0] and official.rank_score.tolist() == pytest.approx([2 / 3, 0.0])
+    favourable = token_stats(logits, torch.tensor([2, 0]), tie_rule="strictly_greater")
+    assert favourable.rank.tolist() == [0, 0] and favourable.rank_score.tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="tie rule"):
+        token_stats(logits, torch.tensor([2, 0]), tie_rule="sorted")
+
+
+def test_sort_position_equals_the_stable_sort_on_tied_bf16_logits():
+    # bf16 logits tie often: the rank is the stable-sort position at every position, any chunk size.
+    generator = torch.Generator().manual_seed(3)
+    logits = (torch.randn(64, 2000, generator=generator) * 2).bfloat16()
+    probs = torch.softmax(logits.float(), dim=-1)
+    targets = torch.argsort(torch.rand(64, 2000, generator=generator), dim=-1)[:, 0]
+    tied = [(probs[i] == probs[i, t]).sum().item() > 1 for i, t in enumerate(targets.tolist())]
+    assert sum(tied) > 30  # most teacher tokens share their probability with another token
+    expected = _naive(logits, targets, 0.95)
+    for chunk in (7, 64):
+        got = token_stats(logits, targets, chunk=chunk, partial_sort_k=0).rank_score.tolist()
+        assert got == pytest.approx(expected, abs=1e-7)
 
 
 def test_empty_input_gives_empty_stats():

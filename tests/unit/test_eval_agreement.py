@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from compeffdist.config import HeldoutConfig
 from compeffdist.evaluation.agreement import AGREEMENT_SCHEMA
 from compeffdist.evaluation.comparison import f1_measures, headline, heldout_measures, markdown
-from compeffdist.evaluation.heldout import heldout_mask, is_heldout
+from compeffdist.evaluation.heldout import heldout_ids, heldout_mask
 from compeffdist.evaluation.labels import answer_label
 
 pytestmark = pytest.mark.unit
 
 
 def test_heldout_split_is_a_stable_fraction_of_ids():
+    from compeffdist.idset import digests
+
     ids = [f"r{i:05d}" for i in range(4000)]
     settings = HeldoutConfig(fraction=0.2, seed=7)
-    mask = heldout_mask(pa.array(ids), settings).to_pylist()
-    assert 0.18 < sum(mask) / len(ids) < 0.22
-    assert mask == [is_heldout(i, settings) for i in ids]  # the same rule from an id alone
-    assert mask != heldout_mask(ids, HeldoutConfig(fraction=0.2, seed=8)).to_pylist()
-    assert not any(heldout_mask(ids, HeldoutConfig()).to_pylist())  # fraction 0: nothing held out
+    mask = heldout_ids(ids, settings)
+    assert 0.18 < mask.mean() < 0.22
+    assert np.array_equal(mask, heldout_mask(digests(ids), settings))  # selection decides on digests alone
+    assert np.array_equal(mask, heldout_ids(list(reversed(ids)), settings)[::-1])  # per id, not per position
+    assert not np.array_equal(mask, heldout_ids(ids, HeldoutConfig(fraction=0.2, seed=8)))
+    assert not heldout_ids(ids, HeldoutConfig()).any()  # fraction 0: nothing held out
+    assert (heldout_ids(ids, HeldoutConfig(fraction=0.4, seed=7)) >= mask).all()  # a larger fraction adds records
 
 
 @pytest.mark.parametrize(

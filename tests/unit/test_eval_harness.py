@@ -13,8 +13,8 @@ from compeffdist.engines.base import Engine
 from compeffdist.evaluation.datasets import SPECS, load_examples
 from compeffdist.evaluation.metrics import INVALID
 from compeffdist.evaluation.parsing import extract_json_list, parse_opinions, parse_tuples
-from compeffdist.evaluation.prompts import build_prompt, sample_demos
-from compeffdist.evaluation.runner import evaluate_with_engine, verbalizer_ids
+from compeffdist.evaluation.prompts import STOP, build_prompt, sample_demos
+from compeffdist.evaluation.runner import evaluate_dataset, evaluate_with_engine, verbalizer_ids
 from compeffdist.generation.requests import GenerationRequest, GenerationResult
 
 pytestmark = pytest.mark.unit
@@ -171,14 +171,15 @@ class OracleEngine(Engine):
         return rows
 
 
+@pytest.mark.parametrize("scoring", ["official", "strict"])
 @pytest.mark.parametrize("key", sorted(SIZES))
-def test_oracle_scores_full_marks(data_root, key):
+def test_oracle_scores_full_marks(data_root, key, scoring):
     spec = SPECS[key]
-    evaluation = EvaluationConfig(datasets=[key], limit=40, seeds=[42])
+    evaluation = EvaluationConfig(datasets=[key], limit=40, seeds=[42], scoring=scoring)
     tests = load_examples(data_root, key, "test")[:40]
     oracle = OracleEngine(tests, spec.kind == "classification")
     [row] = evaluate_with_engine(oracle, ModelSpec(name="oracle"), evaluation, data_root, "oracle")
-    assert row["invalid_rate"] == 0.0 and row["n"] == 40
+    assert row["invalid_rate"] == 0.0 and row["n"] == 40 and row["scoring"] == scoring
     if key == "absa/opener":
         # Predicted strings are located by first occurrence (as SemEval-22 does): a repeated word can
         # land on another token than the gold span, so even the gold answer may lose a little.
@@ -208,3 +209,40 @@ def test_the_trained_student_is_evaluated_with_the_students_settings(tmp_path, d
         exclude={"name", "derive_layers"}
     )
     assert models["base_student"] == config.models.student
+
+
+class ScriptedEngine(OracleEngine):
+    """Answers every prompt with one fixed continuation and records the stop strings it was asked for."""
+
+    def __init__(self, continuation: str) -> None:
+        self.tokenizer = _FakeTokenizer()
+        self.continuation = continuation
+        self.stops: list = []
+
+    def generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        self.stops += [r.stop for r in requests]
+        return [GenerationResult(r.request_id, self.continuation, 10, 20, "length") for r in requests]
+
+
+def test_official_scoring_runs_to_max_tokens_and_reads_a_cut_answer(data_root, tmp_path):
+    from compeffdist.evaluation.report import write_reports
+
+    test = next(e for e in load_examples(data_root, "absa/acsa_rest16", "test") if len(e.official_gold) == 1)
+    [(category, polarity)] = test.official_gold
+    # Cut at max_new_tokens inside a second item: official scoring recovers the first, strict finds no list.
+    cut = f' [{{"aspect_category": "{category}", "sentiment": "{polarity}"}}, {{"aspect_category": "food'
+    rows = []
+    for scoring in ("official", "strict"):
+        engine = ScriptedEngine(cut)
+        evaluation = EvaluationConfig(datasets=["absa/acsa_rest16"], seeds=[42], scoring=scoring)
+        row = evaluate_dataset(
+            engine, ModelSpec(name="x"), SPECS["absa/acsa_rest16"], [test], [test] * 4, evaluation, 42
+        )
+        assert engine.stops == ([None] if scoring == "official" else [[STOP]])
+        rows.append({"model": scoring, **row})
+    official_row, strict_row = rows
+    assert (official_row["f1"], official_row["invalid_rate"]) == (1.0, 0.0)
+    assert (strict_row["f1"], strict_row["invalid_rate"]) == (0.0, 1.0)
+    write_reports(rows, tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["scoring"] == ["official", "strict"]
+    assert "Fine-grained scoring: official (the official" in (tmp_path / "evaluation.md").read_text()

@@ -3,12 +3,12 @@ under their own names, and template ids that survive regenerated demos."""
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
 
-from compeffdist.instructions.stages import TEMPLATE_SCHEMA, assemble_templates, template_id
+from compeffdist.instructions.ids import demo_id, template_id
+from compeffdist.instructions.s11_templates import TEMPLATE_SCHEMA, assemble_templates
 
 pytestmark = pytest.mark.unit
 
@@ -25,7 +25,7 @@ def _task(task_id: str, cluster_id: int, index: int, kind: str, description: str
     return {
         "task_id": task_id, "cluster_id": cluster_id, "task_index": index, "kind": kind,
         "task_name": f"task {task_id}", "task_description": description,
-        "seed_demos": json.dumps([{"input": i, "output": o} for i, o in seeds]),
+        "seed_demos": [{"input": i, "output": o} for i, o in seeds],
     }  # fmt: skip
 
 
@@ -37,13 +37,14 @@ TASKS = [
 
 
 def _demo(task_id: str, k: int, j: int, text: str, output: str) -> dict:
-    return {"demo_id": f"{task_id}-d{k}-{j}", "task_id": task_id, "input": text, "output": output}
+    return {"demo_id": demo_id(task_id, k, j), "task_id": task_id, "request_index": k, "pair_index": j,
+            "input": text, "output": output}  # fmt: skip
 
 
 DEMOS = [
     _demo("c0-t0", 0, 0, "Loved every bite.", "positive"),
     _demo("c0-t0", 2, 0, "Cold soup again.", "negative"),
-    _demo("c0-t0", 10, 0, "Slow but friendly.", "positive"),  # d10 sorts after d2 (ids compare as numbers)
+    _demo("c0-t0", 10, 0, "Slow but friendly.", "positive"),  # d10 sorts after d2 (request numbers compare as numbers)
     _demo("c0-t0", 10, 1, "great staff", "positive"),  # near-duplicate of the seed demo
     _demo("c0-t1", 0, 0, "Fine, I guess.", "3"),
     _demo("c1-t0", 0, 0, "Oh great, another delay.", "Oh great"),
@@ -62,11 +63,11 @@ def test_demos_join_by_task_id_whatever_the_row_order():
     again, _ = _assemble(shuffled, list(reversed(TASKS)), list(reversed(ANALYSIS)))
     assert again == templates
     by_source = {t["source_id"]: t for t in templates}
-    assert [d["input"] for d in json.loads(by_source["c0-t0"]["demos"])] == [
+    assert [d["input"] for d in by_source["c0-t0"]["demos"]] == [
         "Great staff.", "Loved every bite.", "Cold soup again.", "Slow but friendly.",
     ]  # fmt: skip
-    assert [d["input"] for d in json.loads(by_source["c0-t1"]["demos"])] == ["Awful food.", "Fine, I guess."]
-    assert json.loads(by_source["c1-t0"]["demos"]) == [{"input": "Oh great, another delay.", "output": "Oh great"}]
+    assert [d["input"] for d in by_source["c0-t1"]["demos"]] == ["Awful food.", "Fine, I guess."]
+    assert by_source["c1-t0"]["demos"] == [{"input": "Oh great, another delay.", "output": "Oh great"}]
 
 
 def test_kinds_sources_and_drop_counts():
@@ -78,7 +79,7 @@ def test_kinds_sources_and_drop_counts():
         ("c0-t1", "rating", 0, "tone"),
         ("c1-t0", "extraction", 1, "sarcasm"),
     ]
-    assert all(t["task_name"] == "analysis" and t["demos"] == "[]" for t in templates if t["kind"] == "analysis")
+    assert all(t["task_name"] == "analysis" and t["demos"] == [] for t in templates if t["kind"] == "analysis")
     assert counts == {
         "templates_dropped_unknown_cluster": 1,  # c9-p0: its cluster is not among those used
         "templates_dropped_near_duplicate": 1,  # c1-p1

@@ -13,8 +13,8 @@ from compeffdist.instructions.parsers import (
     parse_demo_pairs,
     parse_standardized_task,
     parse_task_ideas,
-    split_items,
 )
+from compeffdist.instructions.parsing import split_items
 
 pytestmark = pytest.mark.unit
 

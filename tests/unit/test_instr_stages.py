@@ -1,6 +1,7 @@
-"""The teacher stages S4-S11 through the Runner with a scripted teacher in place of the Ray generation step:
-what each answer turns into, what is dropped and under which count, what is rejected, and the
-keep_unstandardized_tasks switch. (tests/integration/test_instructions.py runs the same stages on Ray.)"""
+"""The teacher stages S4-S11 through the Runner with a scripted teacher engine (the real generation worker runs
+in this process instead of on a Ray actor pool): what each answer turns into, what is dropped and under which
+count, what is rejected, and the keep_unstandardized_tasks switch. (tests/integration/test_instructions.py
+runs the same stages on Ray.)"""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import json
 
 import pyarrow as pa
 import pytest
+from instr_scripted import ScriptedEngine, generate_in_process
 
-import compeffdist.generation.run as generation_run
 from compeffdist.config import JobConfig
-from compeffdist.instructions.stages import PERSPECTIVE_SCHEMA, STAGES, TEMPLATE_SCHEMA, template_id
-from compeffdist.instructions.teacher import RETRY_MARK
+from compeffdist.generation.requests import GenerationRequest, GenerationResult
+from compeffdist.instructions.ids import asked_of, template_id
+from compeffdist.instructions.s3_perspectives import PERSPECTIVE_SCHEMA
+from compeffdist.instructions.s11_templates import TEMPLATE_SCHEMA
+from compeffdist.instructions.stages import STAGES
 from compeffdist.pipeline import Runner
 from compeffdist.stage import Stage, StageContext, StageOutput
 
@@ -60,20 +64,9 @@ ANSWERS = {
 }
 
 
-class ScriptedTeacher:
-    """Stands in for generation.run.generate_table: fixed answers by request id (re-asks get the same answer)."""
-
-    def __init__(self) -> None:
-        self.request_ids: list[str] = []
-
-    def __call__(self, ctx, requests, model, engine, desc, extra_columns=None) -> pa.Table:
-        rows = []
-        for request in requests:
-            self.request_ids.append(request.request_id)
-            text = ANSWERS.get(request.request_id.partition(RETRY_MARK)[0], "noise")
-            rows.append({**request.to_row(), "response": text, "prompt_tokens": 10, "output_tokens": 5,
-                         "finish_reason": "stop", "error": None, "model": "scripted"})  # fmt: skip
-        return pa.Table.from_pylist(rows)
+def scripted_answer(request: GenerationRequest) -> GenerationResult:
+    """Fixed answers by request id (re-asks get the same answer); anything else is noise."""
+    return GenerationResult(request.request_id, ANSWERS.get(asked_of(request.request_id), "noise"), 10, 5, "stop")
 
 
 def _pool(ctx: StageContext) -> StageOutput:
@@ -83,15 +76,15 @@ def _pool(ctx: StageContext) -> StageOutput:
 
 def _perspectives(ctx: StageContext) -> StageOutput:
     rows = [
-        {"attribute_id": f"a{i}", "attribute": name, "count": 20 - i, "variants": "{}", "description": f"the {name}",
-         "top_descriptions": "[]", "cluster_id": 0, "rank_in_cluster": i}
+        {"attribute_id": f"a{i}", "attribute": name, "count": 20 - i, "variants": [], "description": f"the {name}",
+         "top_descriptions": [], "cluster_id": 0, "rank_in_cluster": i}
         for i, name in enumerate(["tone", "attitude"])
     ]  # fmt: skip
     return StageOutput(table=pa.Table.from_pylist(rows, schema=PERSPECTIVE_SCHEMA))
 
 
 def _run(tmp_path, monkeypatch, **instructions) -> Runner:
-    monkeypatch.setattr(generation_run, "generate_table", ScriptedTeacher())
+    maps = generate_in_process(monkeypatch, ScriptedEngine(scripted_answer))
     config = JobConfig.model_validate(
         {
             "run": {"output_dir": str(tmp_path / "run"), "data_root": str(tmp_path)},
@@ -113,6 +106,8 @@ def _run(tmp_path, monkeypatch, **instructions) -> Runner:
     ]
     runner = Runner(config, stages)
     runner.run()
+    # One teacher pool per teacher stage (analysis_prompts, task_ideas, tasks, demos), re-asks included.
+    assert maps.maps == 4
     return runner
 
 
@@ -127,7 +122,8 @@ def test_stages_turn_answers_into_templates_and_count_every_drop(tmp_path, monke
         "How does the writer's attitude change from start to end?",
     ]  # a list, despite the JSON list inside its first prompt; sub-bullets are not prompts
 
-    tasks = store.manifest("tasks").counts
+    # S6 (task_ideas) and S7-S8 (tasks) are two stages, one teacher pool each; their counts together:
+    tasks = {**store.manifest("task_ideas").counts, **store.manifest("tasks").counts}
     assert {k: v for k, v in tasks.items() if "dropped" in k or k.startswith("tasks")} == {
         "tasks": 1,
         "tasks_kept_unstandardized": 0,
@@ -159,7 +155,7 @@ def test_stages_turn_answers_into_templates_and_count_every_drop(tmp_path, monke
     assert sorted(by_source) == ["c0-p0", "c0-p1", "c0-p2", "c0-t0"]
     task = by_source["c0-t0"]
     assert task["kind"] == "classification" and task["template_id"] == template_id(0, "classification", "c0-t0")
-    assert json.loads(task["demos"]) == [
+    assert task["demos"] == [
         {"input": "Lovely staff.", "output": "positive"},
         {"input": "Rude waiter.", "output": "negative"},
         {"input": "Great views.", "output": "positive"},
@@ -167,14 +163,14 @@ def test_stages_turn_answers_into_templates_and_count_every_drop(tmp_path, monke
         {"input": "Friendly, quick service.", "output": "positive"},
     ]
     report = (store.files_dir("templates") / "instructions.md").read_text(encoding="utf-8")
-    assert "| tasks | ideas_dropped_two_texts | 1 |" in report and "| 17-32 | 2 |" in report
+    assert "| task_ideas | ideas_dropped_two_texts | 1 |" in report and "| 17-32 | 2 |" in report
 
 
 def test_unstandardized_tasks_can_be_kept(tmp_path, monkeypatch):
     runner = _run(tmp_path, monkeypatch, keep_unstandardized_tasks=True)
     tasks = {t["task_id"]: t for t in runner.store.read_table("tasks").to_pylist()}
     assert sorted(tasks) == ["c0-t0", "c0-t1"]
-    assert tasks["c0-t1"]["standardized"] is False and tasks["c0-t1"]["seed_demos"] == "[]"
+    assert tasks["c0-t1"]["standardized"] is False and tasks["c0-t1"]["seed_demos"] == []
     assert tasks["c0-t1"]["task_description"] == "Rate the tone from 1 to 5." and tasks["c0-t1"]["kind"] == "rating"
     counts = runner.store.manifest("tasks").counts
     assert counts["tasks_kept_unstandardized"] == 1 and counts["tasks_dropped_unstandardized"] == 0

@@ -24,7 +24,7 @@ def test_paper_config_has_one_node_type_per_resource_shape(load):
     assert set(types) == {("teacher",), ("embedding",), ("scorer", "evaluation"), ("trainer",)}
     teacher = types["teacher",]
     assert (teacher.num_cpus, teacher.num_gpus) == (8, 4) and teacher.vllm_on_gpu and "vllm" in teacher.modules
-    assert teacher.stages == ("attributes", "analysis_prompts", "tasks", "demos", "responses")
+    assert teacher.stages == ("attributes", "analysis_prompts", "task_ideas", "tasks", "demos", "responses")
     shared = types["scorer", "evaluation"]  # engines.scorer and engines.evaluation ask for the same 4 CPU + 1 GPU
     assert shared.stages == ("difficulty", "evaluation") and {"sklearn", "compeffdist.difficulty.scorer"} <= set(
         shared.modules
@@ -36,10 +36,10 @@ def test_paper_config_has_one_node_type_per_resource_shape(load):
 
 
 def test_only_the_selected_stages_node_types_are_probed(load):
-    config = load("llama3-70b-to-3b.yaml", **{"training.lora": {"r": 8}, "training.strategy": "ddp"})
+    config = load("llama3-70b-to-3b.yaml", **{"training.lora": {"r": 8}})
     assert [t.roles for t in node_types(config, ["selection"])] == []  # selection needs no actor at all
     (trainer,) = node_types(config, ["selection", "training"])
-    assert "peft" in trainer.modules and "deepspeed" not in trainer.modules
+    assert "peft" in trainer.modules and "deepspeed" in trainer.modules  # every run trains on DeepSpeed
 
 
 def test_local_config_merges_every_role_into_one_cpu_node_type(load):

@@ -28,3 +28,14 @@ def test_steady_rate_needs_two_batches():
     progress = _progress()
     progress.update({"rows": 10, "output_tokens": 5, "finished_at": 1.0})
     assert progress.steady_tokens_per_second is None
+
+
+def test_one_line_per_update_and_no_repeated_final_line():
+    lines: list[str] = []
+    progress = Progress(SimpleNamespace(log=lines.append), "scorer", total=20)
+    progress.update({"rows": 20, "output_tokens": 0, "finished_at": 1.0})  # the first update prints at once
+    progress.finish()  # nothing new since: no second identical line
+    assert len(lines) == 1 and "20/20 rows" in lines[0]
+    progress.update({"rows": 0, "output_tokens": 0, "errors": 1, "finished_at": 2.0})  # within 5 s: not printed
+    progress.finish()
+    assert len(lines) == 2 and "1 errors" in lines[1]

@@ -30,3 +30,21 @@ def test_a_cluster_address_is_joined_without_local_resources(init_calls, monkeyp
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # what `ray job submit` sets for the driver
     ensure_ray(RayConfig(num_cpus=2))
     assert init_calls == [{"include_dashboard": False, "log_to_driver": True, "address": "10.0.0.1:6379"}]
+
+
+def test_ray_data_info_lines_are_off_unless_verbose(init_calls):
+    import logging
+
+    logger = logging.getLogger("ray.data")
+    before = logger.level
+    try:
+        logger.setLevel(logging.INFO)
+        ensure_ray(RayConfig(verbose=True))
+        assert logger.level == logging.INFO
+        ensure_ray(RayConfig())
+        assert logger.level == logging.WARNING
+        noise = logging.LogRecord("ray.data", logging.WARNING, "x", 1, "Progress bars disabled. To enable...", (), None)
+        real = logging.LogRecord("ray.data", logging.WARNING, "x", 1, "Operator is backpressured", (), None)
+        assert not logger.filter(noise) and logger.filter(real)
+    finally:
+        logger.setLevel(before)

@@ -1,0 +1,41 @@
+"""Tensor and pipeline parallel sizes from config reach ray.data.llm's vLLM stage with the right placement."""
+
+from __future__ import annotations
+
+import pytest
+
+from compeffdist.config import EngineConfig, ModelSpec
+from compeffdist.generation.vllm_pipeline import processor_config
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_70b_teacher_replica_spans_tensor_x_pipeline_gpus():
+    engine = EngineConfig(
+        backend="vllm",
+        max_model_len=4096,
+        resources={
+            "tensor_parallel_size": 4, "pipeline_parallel_size": 2, "num_gpus_per_actor": 8, "num_cpus_per_actor": 16,
+            "min_actors": 0, "max_actors": 3, "batch_size": 64, "max_concurrent_batches": 6,
+            "vllm_engine_kwargs": {"enable_prefix_caching": True, "gpu_memory_utilization": 0.85},
+        },
+    )  # fmt: skip
+    config = processor_config(ModelSpec(name="meta-llama/Llama-3.1-70B-Instruct"), engine, 7, "meta-llama/x", True)
+    kwargs = config.engine_kwargs
+    assert (kwargs["tensor_parallel_size"], kwargs["pipeline_parallel_size"]) == (4, 2)
+    assert kwargs["dtype"] == "bfloat16" and kwargs["max_model_len"] == 4096 and kwargs["seed"] == 7
+    assert kwargs["enable_prefix_caching"] and kwargs["gpu_memory_utilization"] == 0.85
+    assert "max_num_seqs" not in kwargs and "enforce_eager" not in kwargs  # GPU defaults left to vLLM
+    placement = config.placement_group_config
+    # Ray's vLLM stage repeats this bundle tensor x pipeline parallel times (8 bundles, one GPU per engine worker).
+    assert placement["strategy"] == "PACK" and placement["bundle_per_worker"] == {"GPU": 1, "CPU": 2.0}
+    assert config.concurrency == (1, 3) and config.max_concurrent_batches == 6 and config.batch_size == 64
+    assert config.should_continue_on_error  # a bad row is a failure row, not a failed job
+
+
+def test_on_cpu_the_replica_holds_the_configured_cpus_and_no_gpu():
+    engine = EngineConfig(backend="vllm", resources={"num_cpus_per_actor": 2, "batch_size": 16})
+    config = processor_config(ModelSpec(name="x"), engine, 0, "/models/x", False)
+    assert config.placement_group_config["bundle_per_worker"] == {"CPU": 2.0, "GPU": 0.0}
+    assert config.engine_kwargs["dtype"] == "float32" and config.engine_kwargs["max_num_seqs"] == 16
+    assert config.engine_kwargs["enforce_eager"]
