@@ -11,29 +11,34 @@ scoring (`metric-rank/`, `metric-rank-chat/`, `metric-ifd/`); each arm × seed t
 output folder seeded with copies of those finished artifacts (their manifests stay valid, so only
 selection, training and evaluation run there). Seeds vary the selection and training
 (`selection.seed`, `training.seed`), not the shared data. The base student and the teacher are
-evaluated once on the same examples.
+evaluated once on the same examples and held-out records (`reference/`). Re-running the same
+command resumes: finished stages and the reference are reused.
+
+Measures, per arm (evaluation/comparison.py, arms.py): SentiBench overall F1 on `--datasets`
+(`--limit` examples each), NLL per token of the teacher's answers on the held-out records (`--heldout`
+of the pool, never trained on by any arm) and label agreement with the teacher on the held-out
+classification records; each the mean over seeds with a 95% bootstrap interval that resamples test
+items and seeds. Differences between arms are paired on the items; a difference is significant when
+its interval excludes zero.
 
     .venv/bin/python bench/data_efficiency.py [--config configs/local.yaml] [--records 320] [--rate 0.1]
-        [--seeds 1 2 3] [--datasets ...] [--limit 30] [--out runs/data-efficiency] [--set KEY=VALUE ...]
+        [--heldout 0.2] [--seeds 1 2 3] [--datasets ...] [--limit 30] [--out runs/data-efficiency]
+        [--set KEY=VALUE ...]
 
-`--set` overrides the config for every arm, e.g. `--set models.student.derive_layers=16` for a deeper
-student (about twice the training time of the default 4 layers).
-
-Writes bench/results/data_efficiency.{json,md}: F1 × 100 per arm as mean ± std over seeds, per dataset
-and overall, and the number of training records per arm.
+Writes bench/results/data_efficiency.{json,md} (per arm) and data_efficiency_differences.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
-from statistics import mean, pstdev
 from typing import Any
 
-from common import REPO, write_results  # bench/ is on sys.path when a script here runs
+import pyarrow as pa
+import pyarrow.parquet as pq
+from common import REPO, run_pipeline, seed_folder, stages_until, write_results
 
 from compeffdist.cli import parse_overrides
 
@@ -51,6 +56,12 @@ ARMS: dict[str, dict[str, Any]] = {
     "random": {"scoring": "rank", "selection": {"method": "random"}},
     "ifd": {"scoring": "ifd", "selection": {"method": "hard"}},
 }
+REFERENCE = {"base student": "base_student", "teacher": "teacher"}  # report label -> evaluation model
+# The comparisons the experiment is about (first − second); every other pair is in the JSON.
+PAIRS = [
+    ("soft-rank", "random"), ("soft-rank", "ifd"), ("soft-rank", "all"), ("soft-rank", "soft-rank-chat"),
+    ("random", "ifd"), ("all", "random"), ("soft-rank", "base student"), ("all", "base student"),
+]  # fmt: skip
 # Small-budget evaluation subset: every task group (basic, multifaceted, fine-grained) is represented.
 DEFAULT_DATASETS = ["sc/sst2", "sc/twitter", "multifaced/irony18", "multifaced/tweeteval", "absa/atsa_rest16"]
 
@@ -59,104 +70,104 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] data-efficiency: {message}", flush=True)
 
 
-def _seed_folder(source: Path, target: Path, stages: list[str]) -> None:
-    """Copy finished stage artifacts into a new run folder (their manifests stay valid there)."""
-    target.mkdir(parents=True, exist_ok=True)
-    for stage in stages:
-        if not (target / stage).exists():
-            shutil.copytree(source / stage, target / stage)
-
-
-def _run(config_path: Path, overrides: dict[str, Any], until: str | None = None) -> Any:
-    from compeffdist.config import load_config
-    from compeffdist.pipeline import Runner
-    from compeffdist.raysession import ensure_ray
-
-    config = load_config(config_path, overrides)
-    ensure_ray(config.ray)
-    runner = Runner(config)
-    runner.run(until=until)
-    return runner
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "local.yaml")
     parser.add_argument("--records", type=int, default=320, help="teacher-labeled pool size")
     parser.add_argument("--rate", type=float, default=0.1)
+    parser.add_argument("--heldout", type=float, default=0.2, help="evaluation.heldout.fraction")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
     parser.add_argument("--limit", type=int, default=30, help="SentiBench test examples per dataset")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "data-efficiency")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every arm")
-    parser.add_argument("--no-reference", action="store_true", help="skip evaluating base student and teacher")
     args = parser.parse_args()
 
     out = args.out.resolve()
-    evaluation = {"datasets": args.datasets, "limit": args.limit, "seeds": [42], "models": ["student"]}
     common: dict[str, Any] = {
         **parse_overrides(args.set),
         "labeling.records": args.records,
         "selection.scope": "inprompt",
         "selection.mode": "exact",
         "selection.rate": args.rate,
-        "evaluation": evaluation,
+        "evaluation.heldout.fraction": args.heldout,
+        "evaluation.datasets": args.datasets,
+        "evaluation.limit": args.limit,
+        "evaluation.seeds": [42],
+        "evaluation.models": ["student"],
     }
     started = time.time()
     _log(f"shared chain up to {SHARED_UNTIL} in {out / 'shared'}")
-    shared = _run(args.config, {**common, "run.output_dir": str(out / "shared")}, until=SHARED_UNTIL)
-    shared_stages = [s.name for s in shared.stages[: [s.name for s in shared.stages].index(SHARED_UNTIL) + 1]]
+    shared = run_pipeline(args.config, {**common, "run.output_dir": str(out / "shared")}, until=SHARED_UNTIL)
+    shared_stages = stages_until(shared, SHARED_UNTIL)
 
-    for scoring in sorted({arm["scoring"] for arm in ARMS.values()}):
+    arms = {name: ARMS[name] for name in args.arms}
+    for scoring in sorted({arm["scoring"] for arm in arms.values()}):
         folder = out / f"metric-{scoring}"
-        _seed_folder(out / "shared", folder, shared_stages)
+        seed_folder(out / "shared", folder, shared_stages)
         _log(f"difficulty ({scoring}) in {folder}")
-        _run(args.config, {**common, "run.output_dir": str(folder), **_difficulty(scoring)}, until="difficulty")
+        run_pipeline(args.config, {**common, "run.output_dir": str(folder), **_difficulty(scoring)}, until="difficulty")
 
     rows: list[dict[str, Any]] = []
-    for name, arm in ARMS.items():
+    heldout: list[pa.Table] = []
+    records: dict[str, list[int]] = {}
+    for name, arm in arms.items():
         for seed in args.seeds:
             folder = out / f"{name}-seed{seed}"
-            _seed_folder(out / f"metric-{arm['scoring']}", folder, [*shared_stages, "difficulty"])
+            seed_folder(out / f"metric-{arm['scoring']}", folder, [*shared_stages, "difficulty"])
             overrides = {
                 **common, "run.output_dir": str(folder), **_difficulty(arm["scoring"]),
                 "selection.seed": seed, "training.seed": seed,
                 **{f"selection.{k}": v for k, v in arm["selection"].items()},
             }  # fmt: skip
             _log(f"arm {name}, seed {seed}")
-            runner = _run(args.config, overrides)
-            selected = runner.store.manifest("selection").counts.get("rows", 0)
-            for row in runner.store.read_table("evaluation").to_pylist():
-                # The evaluation row's own `seed` is the k-shot demo seed; the arm's seed must win.
-                rows.append({**row, "eval_seed": row["seed"], "arm": name, "seed": seed, "records": selected})
+            runner = run_pipeline(args.config, overrides)
+            records.setdefault(name, []).append(runner.store.manifest("selection").counts.get("rows", 0))
+            label = f"{name}|{seed}"
+            rows += [{**r, "model": label} for r in runner.store.read_table("evaluation").to_pylist()]
+            table = pq.read_table(runner.store.files_dir("evaluation") / "heldout_agreement.parquet")
+            heldout.append(_relabel(table, label))
 
-    reference: list[dict[str, Any]] = []
-    if not args.no_reference:
-        reference = _reference_rows(args.config, common, out, evaluation)
-    _report(rows, reference, args, time.time() - started)
-    (out / "rows.json").write_text(json.dumps({"arms": rows, "reference": reference}, indent=2, default=str))
+    reference_rows, reference_heldout = _reference(args.config, {**common, "run.output_dir": str(out / "shared")}, out)
+    rows += reference_rows
+    heldout.append(reference_heldout)
+    (out / "rows.json").write_text(json.dumps(rows, default=str))
+    pq.write_table(pa.concat_tables(heldout), out / "heldout.parquet")
+    _report(rows, pa.concat_tables(heldout), records, args, time.time() - started)
 
 
 def _difficulty(scoring: str) -> dict[str, Any]:
     return {f"difficulty.{key}": value for key, value in SCORINGS[scoring].items()}
 
 
-def _reference_rows(config_path: Path, common: dict[str, Any], out: Path, evaluation: dict[str, Any]) -> list[dict]:
-    """The base student and the teacher on the same examples, for scale."""
-    from compeffdist.config import EvaluationConfig, load_config
-    from compeffdist.evaluation.runner import evaluate_models
+def _relabel(table: pa.Table, label: str) -> pa.Table:
+    index = table.schema.get_field_index("model")
+    return table.set_column(index, "model", pa.array([label] * table.num_rows, pa.string()))
 
-    config = load_config(config_path, {**common, "run.output_dir": str(out / "shared")})
-    models = {"base student": config.models.student, "teacher": config.models.teacher}
-    _log("reference: base student and teacher")
-    summary = evaluate_models(
-        models, config.engines.evaluation, EvaluationConfig(**evaluation), config.run.data_root, out / "reference"
-    )
-    return [
-        {"arm": label, "dataset": key, "f1": entry["f1"] / 100}
-        for label, result in summary.items()
-        for key, entry in result["datasets"].items()
-    ]
+
+def _reference(config_path: Path, overrides: dict[str, Any], out: Path) -> tuple[list[dict[str, Any]], pa.Table]:
+    """The base student and the teacher on the same examples and held-out records (cached in `reference/`)."""
+    from compeffdist.config import load_config
+    from compeffdist.evaluation.stages import evaluate_on_ray
+    from compeffdist.pipeline import Runner
+
+    config = load_config(config_path, overrides)
+    runner = Runner(config)
+    sections = ("evaluation", "engines.evaluation", "models.student", "models.teacher", "run.data_root")
+    key = {"config": config.section_hash(sections), "responses": runner.store.manifest("responses").fingerprint}
+    folder = out / "reference"
+    if (folder / "key.json").is_file() and json.loads((folder / "key.json").read_text()) == key:
+        _log("reference: up to date, reused")
+        return json.loads((folder / "rows.json").read_text()), pq.read_table(folder / "heldout.parquet")
+    models = {label: getattr(config.models, "student" if m == "base_student" else m) for label, m in REFERENCE.items()}
+    parts = [str(p) for p in runner.store.parts("responses")]
+    rows, heldout, _ = evaluate_on_ray(config, models, parts, _log)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rows.json").write_text(json.dumps(rows, default=str))
+    pq.write_table(heldout, folder / "heldout.parquet")
+    (folder / "key.json").write_text(json.dumps(key))
+    return rows, heldout
 
 
 def _span(values: list[int]) -> str:
@@ -167,33 +178,67 @@ def _span(values: list[int]) -> str:
     return str(low) if low == high else f"{low}–{high}"
 
 
-def _report(rows: list[dict[str, Any]], reference: list[dict[str, Any]], args: argparse.Namespace, seconds: float):
-    """Mean ± std over seeds per arm: overall (unweighted mean over datasets) and per dataset."""
-    table: list[dict[str, Any]] = []
-    for arm in [*ARMS, *dict.fromkeys(r["arm"] for r in reference)]:
-        arm_rows = [r for r in rows if r["arm"] == arm] or [r for r in reference if r["arm"] == arm]
-        seeds = sorted({r.get("seed") for r in arm_rows if r.get("seed") is not None})
-        per_seed_overall = [100 * mean(r["f1"] for r in arm_rows if r.get("seed") == seed) for seed in seeds] or [
-            100 * mean(r["f1"] for r in arm_rows)
-        ]
+def _report(
+    rows: list[dict[str, Any]], heldout: pa.Table, records: dict[str, list[int]], args: argparse.Namespace,
+    seconds: float,
+) -> None:  # fmt: skip
+    """Per arm: every measure with its interval over items and seeds; then the differences between arms."""
+    from compeffdist.evaluation.arms import combine_seeds, differences, seed_spread
+    from compeffdist.evaluation.comparison import f1_measures, heldout_measures
+
+    confidence = 0.95
+    groups = {arm: [f"{arm}|{seed}" for seed in args.seeds] for arm in records}
+    groups.update({label: [label] for label in REFERENCE})
+    f1 = f1_measures(rows)
+    held = heldout_measures(heldout, resamples=len(rows[0]["f1_replicates"]))
+    measures = {
+        "f1": combine_seeds({m: v["overall"] for m, v in f1.items()}, groups),
+        "nll": combine_seeds(held.nll, groups),
+        "agreement": combine_seeds(held.agreement, groups),
+    }
+    table = []
+    for arm, models in groups.items():
         entry: dict[str, Any] = {
-            "arm": arm,
-            "records": _span([r["records"] for r in arm_rows if "records" in r]),
-            "seeds": len(seeds) or "–",
-            "overall": f"{mean(per_seed_overall):.1f} ± {pstdev(per_seed_overall):.1f}",
-        }
+            "arm": arm, "records": _span(records.get(arm, [])), "seeds": len(models) if arm in records else "–",
+        }  # fmt: skip
+        for name, digits in (("f1", 1), ("nll", 3), ("agreement", 1)):
+            if arm in measures[name]:
+                spread = seed_spread(_per_model(name, f1, held), models)
+                sd = f" (seed sd {spread:.{digits}f})" if arm in records and len(models) > 1 else ""
+                entry[name] = measures[name][arm].interval(confidence).format(digits) + sd
         for key in args.datasets:
-            values = [100 * r["f1"] for r in arm_rows if r["dataset"] == key]
-            entry[key] = f"{mean(values):.1f} ± {pstdev(values):.1f}" if values else "–"
+            values = [f1[m][key].estimate for m in models if m in f1 and key in f1[m]]
+            entry[key] = f"{sum(values) / len(values):.1f}" if values else "–"
         table.append(entry)
-    columns = [("arm", "arm"), ("records", "train records"), ("seeds", "seeds"), ("overall", "overall F1")]
+    columns = [("arm", "arm"), ("records", "train records"), ("seeds", "seeds"), ("f1", "overall F1 [95% CI]"),
+               ("nll", "held-out NLL/token [95% CI]"), ("agreement", "label agreement % [95% CI]")]  # fmt: skip
     columns += [(key, key.split("/")[-1]) for key in args.datasets]
     context = {
         "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
-        "pool_records": args.records, "rate": args.rate, "seeds": args.seeds, "limit": args.limit,
-        "eval_seed": 42, "minutes": round(seconds / 60, 1),
+        "pool_records": args.records, "rate": args.rate, "heldout": args.heldout, "heldout_records": held.records,
+        "labeled_heldout": held.labeled, "seeds": args.seeds, "limit": args.limit, "eval_seed": 42,
+        "minutes": round(seconds / 60, 1),
     }  # fmt: skip
     write_results("data_efficiency", table, columns, context)
+
+    diffs = []
+    for first, second in PAIRS:
+        if first not in groups or second not in groups:
+            continue
+        entry = {"comparison": f"{first} − {second}"}
+        for name, digits in (("f1", 1), ("nll", 3), ("agreement", 1)):
+            found = differences(measures[name], confidence, [(first, second)])
+            if found:
+                mark = " **significant**" if found[0].significant else ""
+                entry[name] = found[0].interval.format(digits, signed=True) + mark
+        diffs.append(entry)
+    columns = [("comparison", "comparison (first − second)"), ("f1", "Δ overall F1 [95% CI]"),
+               ("nll", "Δ held-out NLL/token [95% CI]"), ("agreement", "Δ label agreement [95% CI]")]  # fmt: skip
+    write_results("data_efficiency_differences", diffs, columns, context)
+
+
+def _per_model(name: str, f1: dict[str, Any], held: Any) -> dict[str, Any]:
+    return {"f1": {m: v["overall"] for m, v in f1.items()}, "nll": held.nll, "agreement": held.agreement}[name]
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from compeffdist.config import EngineConfig, EvaluationConfig, ModelSpec
+from compeffdist.config import EngineConfig, EvaluationConfig, JobConfig, ModelSpec
 from compeffdist.stage import Stage, StageContext, StageOutput
 
 
@@ -50,38 +51,53 @@ def _models(ctx: StageContext) -> dict[str, ModelSpec]:
     return {label: available[label] for label in ctx.config.evaluation.models}
 
 
-def run_evaluation(ctx: StageContext) -> StageOutput:
-    """Evaluate each configured model in its own Ray task, one at a time, and publish the comparison."""
+def evaluate_on_ray(
+    config: JobConfig, models: dict[str, ModelSpec], heldout_parts: list[str], log: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], pa.Table, dict[str, float]]:
+    """Each model in its own Ray task, one at a time: SentiBench rows, held-out agreement rows, seconds per model.
+
+    `heldout_parts` are the `responses` parts to read held-out records from (none: no agreement measures).
+    """
     import ray
 
-    from compeffdist.evaluation.comparison import HELDOUT_RECORDS, write_comparison
-    from compeffdist.evaluation.report import summarize, write_reports
+    from compeffdist.evaluation.report import summarize
     from compeffdist.raysession import ensure_ray
 
-    ensure_ray(ctx.config.ray)
-    settings = ctx.config.evaluation
-    engine = ctx.config.engines.evaluation
+    ensure_ray(config.ray)
+    settings, engine = config.evaluation, config.engines.evaluation
     task = ray.remote(_evaluate_remote).options(
         num_cpus=engine.resources.num_cpus_per_actor, num_gpus=engine.resources.num_gpus_per_actor
     )
-    heldout_parts = [str(part) for part in ctx.input_parts("responses")] if settings.heldout.fraction > 0 else []
     rows: list[dict[str, Any]] = []
     agreement: list[pa.Table] = []
-    models = _models(ctx)
+    seconds: dict[str, float] = {}
     for label, model in models.items():
-        ctx.log(f"evaluating {label} ({model.name}) on {len(settings.datasets)} datasets")
+        log(f"evaluating {label} ({model.name}) on {len(settings.datasets)} datasets")
         started = time.time()
         model_rows, model_agreement = ray.get(
             task.remote(model.model_dump(mode="json"), engine.model_dump(mode="json"),
-                        settings.model_dump(mode="json"), str(ctx.config.run.data_root), label, heldout_parts)
+                        settings.model_dump(mode="json"), str(config.run.data_root), label, heldout_parts)
         )  # fmt: skip
+        seconds[label] = time.time() - started
         rows += model_rows
         agreement.append(model_agreement)
-        ctx.add_actor_time(time.time() - started, engine.resources.num_gpus_per_actor)
         summary = summarize(model_rows)[label]
-        ctx.log(f"{label}: overall {summary['overall']:.2f}; {model_agreement.num_rows} held-out records scored")
+        log(f"{label}: overall {summary['overall']:.2f}; {model_agreement.num_rows} held-out records scored")
+    return rows, pa.concat_tables(agreement), seconds
+
+
+def run_evaluation(ctx: StageContext) -> StageOutput:
+    """Evaluate each configured model in its own Ray task, one at a time, and publish the comparison."""
+    from compeffdist.evaluation.comparison import HELDOUT_RECORDS, write_comparison
+    from compeffdist.evaluation.report import write_reports
+
+    settings = ctx.config.evaluation
+    heldout_parts = [str(part) for part in ctx.input_parts("responses")] if settings.heldout.fraction > 0 else []
+    models = _models(ctx)
+    rows, heldout, seconds = evaluate_on_ray(ctx.config, models, heldout_parts, ctx.log)
+    for busy in seconds.values():
+        ctx.add_actor_time(busy, ctx.config.engines.evaluation.resources.num_gpus_per_actor)
     summary = write_reports(rows, ctx.files_dir, settings.confidence)
-    heldout = pa.concat_tables(agreement)
     pq.write_table(heldout, ctx.files_dir / HELDOUT_RECORDS)  # per record and model, for experiments to pair up
     headline = write_comparison(rows, heldout, ctx.files_dir, settings.bootstrap_resamples, settings.confidence)
     ctx.log(headline)
