@@ -62,12 +62,18 @@ def read_shards(shard_dir: Location, id_column: str) -> pa.Table | None:
     return table.take(keep) if len(keep) != table.num_rows else table
 
 
-def write_shard(shard_dir: Location, result: pa.Table, id_column: str, started: float) -> pa.Table:
-    """Write one batch's rows as a shard named by its ids; return the batch's summary row for the driver."""
+def write_shard(
+    shard_dir: Location, result: pa.Table, id_column: str, started: float, finished_at: float | None = None
+) -> pa.Table:
+    """Write one batch's rows as a shard named by its ids; return the batch's summary row for the driver.
+
+    `finished_at` is when the batch's work ended, if the producer knows better than "now" (rows that
+    left an engine earlier and waited in a queue); it feeds the steady-state rate.
+    """
     ids = result.column(id_column).to_pylist()
     name = hashlib.sha1(json.dumps(sorted(ids)).encode()).hexdigest()[:20]
     (shard_dir / f"{name}.parquet").write_parquet(result)
-    finished_at = time.time()
+    finished_at = finished_at or time.time()
     prompt_tokens, output_tokens = batch_tokens(result)
     errors = pc.sum(pc.invert(pc.is_null(result.column("error")))).as_py() if "error" in result.column_names else 0
     return pa.table(

@@ -146,8 +146,11 @@ class ShardWriter:
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.time()
         # ray.data.llm's default postprocess unwraps every row (failed ones included) into flat columns.
-        out = [self._result(row) for row in batch.to_pylist()]
-        return write_shard(self.shard_dir, _table(out, self.input_schema), self.id_column, started)
+        rows = batch.to_pylist()
+        out = [self._result(row) for row in rows]
+        finished = [t for t in map(engine_finish_time, rows) if t is not None]
+        table = _table(out, self.input_schema)
+        return write_shard(self.shard_dir, table, self.id_column, started, max(finished) if finished else None)
 
     def _result(self, row: dict[str, Any]) -> dict[str, Any]:
         request_id = str(row[self.id_column])
@@ -161,6 +164,20 @@ class ShardWriter:
             text = row.get("generated_text") or ""
             result = GenerationResult(request_id, text, int(row.get("num_input_tokens") or 0), generated, finish)
         return {**carried, **result.checked().to_row(self.model), "attempts": 1}
+
+
+def engine_finish_time(row: dict[str, Any]) -> float | None:
+    """Wall-clock time the engine produced a row's last token, from vLLM's request stats.
+
+    Rows reach the shard writer in blocks, later than they finished; progress rates use this instead.
+    The stats' token timestamps are the engine core's monotonic clock, so they are placed on the
+    wall clock through the request's arrival time (wall clock) and its queued time (monotonic).
+    """
+    metrics = row.get("metrics") or {}
+    arrival, queued, last = (metrics.get(k) for k in ("arrival_time", "queued_ts", "last_token_ts"))
+    if not (arrival and queued and last):
+        return None
+    return float(arrival) + float(last) - float(queued)
 
 
 def build_vllm_pipeline(

@@ -39,3 +39,12 @@ def test_on_cpu_the_replica_holds_the_configured_cpus_and_no_gpu():
     assert config.placement_group_config["bundle_per_worker"] == {"CPU": 2.0, "GPU": 0.0}
     assert config.engine_kwargs["dtype"] == "float32" and config.engine_kwargs["max_num_seqs"] == 16
     assert config.engine_kwargs["enforce_eager"]
+
+
+def test_a_rows_finish_time_comes_from_the_engines_stats_not_from_when_it_reached_the_writer():
+    from compeffdist.generation.vllm_pipeline import engine_finish_time
+
+    # Queued at monotonic 500.0 (wall clock 1000.0), last token 2.5 s later.
+    row = {"metrics": {"arrival_time": 1000.0, "queued_ts": 500.0, "last_token_ts": 502.5}}
+    assert engine_finish_time(row) == 1002.5
+    assert engine_finish_time({"metrics": None}) is None and engine_finish_time({}) is None
