@@ -97,9 +97,9 @@ def _role_needs(config: JobConfig, role: str, num_gpus: float) -> tuple[list[str
     modules = ["torch", "transformers", f"compeffdist.engines.{backend}_engine"]
     if backend == "vllm":
         modules += ["vllm", "ray.serve"]  # vLLM's Ray wrappers import Ray Serve
-    if role == "evaluation":
-        modules += ["sklearn", "compeffdist.evaluation.runner"]
-    else:  # instruction construction runs our GenerationWorker on any backend
+    if role == "evaluation" or (role == "teacher" and "teacher" in config.evaluation.models):
+        modules += ["sklearn", "compeffdist.evaluation.runner"]  # the teacher is evaluated on its own engine
+    if role != "evaluation":  # instruction construction runs our GenerationWorker on any backend
         modules += ["compeffdist.generation.worker"]
     if role == "teacher" and backend == "vllm":  # labeling runs Ray's batch LLM stack
         modules += ["ray.data.llm", "compeffdist.generation.vllm_pipeline"]

@@ -59,6 +59,10 @@ class VLLMEngine(Engine):
 
         on_gpu = engine.resources.gpus_per_replica > 0 and torch.cuda.is_available()
         kwargs = engine_kwargs(model, engine, seed, resolve_model(model), on_gpu)
+        # This engine lives in one Ray task or actor that already holds all of its GPUs: vLLM's own workers are
+        # local processes. Its Ray executor would ask Ray for the same GPUs again and wait forever.
+        if engine.resources.tensor_parallel_size * engine.resources.pipeline_parallel_size > 1:
+            kwargs.setdefault("distributed_executor_backend", "mp")
         self.spec = model
         self.config = engine
         self.model_name = model_label(model)

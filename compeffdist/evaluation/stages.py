@@ -51,6 +51,18 @@ def _models(ctx: StageContext) -> dict[str, ModelSpec]:
     return {label: available[label] for label in ctx.config.evaluation.models}
 
 
+def engine_for(config: JobConfig, label: str) -> EngineConfig:
+    """The engine a model is evaluated on: the teacher keeps the engine sized for it (its tensor/pipeline
+    parallel GPUs), the students share `engines.evaluation`."""
+    return config.engines.teacher if label == "teacher" else config.engines.evaluation
+
+
+def task_gpus(engine: EngineConfig) -> float:
+    """GPUs the evaluation task holds: every GPU of a vLLM replica (tensor x pipeline parallel) at once."""
+    resources = engine.resources
+    return resources.gpus_per_replica if engine.backend == "vllm" else resources.num_gpus_per_actor
+
+
 def evaluate_on_ray(
     config: JobConfig, models: dict[str, ModelSpec], heldout_parts: list[str], log: Callable[[str], None]
 ) -> tuple[list[dict[str, Any]], pa.Table, dict[str, float]]:
@@ -64,16 +76,17 @@ def evaluate_on_ray(
     from compeffdist.raysession import ensure_ray
 
     ensure_ray(config.ray)
-    settings, engine = config.evaluation, config.engines.evaluation
-    task = ray.remote(_evaluate_remote).options(
-        num_cpus=engine.resources.num_cpus_per_actor, num_gpus=engine.resources.num_gpus_per_actor
-    )
+    settings = config.evaluation
     rows: list[dict[str, Any]] = []
     agreement: list[pa.Table] = []
     seconds: dict[str, float] = {}
     for label, model in models.items():
         log(f"evaluating {label} ({model.name}) on {len(settings.datasets)} datasets")
         started = time.time()
+        engine = engine_for(config, label)
+        task = ray.remote(_evaluate_remote).options(
+            num_cpus=engine.resources.num_cpus_per_actor, num_gpus=task_gpus(engine)
+        )
         model_rows, model_agreement = ray.get(
             task.remote(model.model_dump(mode="json"), engine.model_dump(mode="json"),
                         settings.model_dump(mode="json"), str(config.run.data_root), label, heldout_parts)
@@ -95,8 +108,8 @@ def run_evaluation(ctx: StageContext) -> StageOutput:
     heldout_parts = [str(part) for part in ctx.input_parts("responses")] if settings.heldout.fraction > 0 else []
     models = _models(ctx)
     rows, heldout, seconds = evaluate_on_ray(ctx.config, models, heldout_parts, ctx.log)
-    for busy in seconds.values():
-        ctx.add_actor_time(busy, ctx.config.engines.evaluation.resources.num_gpus_per_actor)
+    for label, busy in seconds.items():
+        ctx.add_actor_time(busy, task_gpus(engine_for(ctx.config, label)))
     summary = write_reports(rows, ctx.files_dir, settings.confidence)
     pq.write_table(heldout, ctx.files_dir / HELDOUT_RECORDS)  # per record and model, for experiments to pair up
     headline = write_comparison(rows, heldout, ctx.files_dir, settings.bootstrap_resamples, settings.confidence)
@@ -120,7 +133,14 @@ STAGES = [
         name="evaluation",
         run=run_evaluation,
         inputs=("training", "responses"),
-        sections=("evaluation", "engines.evaluation", "models.student", "models.teacher", "run.data_root"),
+        sections=(
+            "evaluation",
+            "engines.evaluation",
+            "engines.teacher",
+            "models.student",
+            "models.teacher",
+            "run.data_root",
+        ),
         description="SentiBench few-shot evaluation of student, base student (and teacher), and their agreement "
         "with the teacher on held-out teacher-labeled records",
     )

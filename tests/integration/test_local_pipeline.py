@@ -40,6 +40,10 @@ def test_local_default_runs_every_stage_and_reports(tmp_path, data_root):
     assert (store.files_dir("training") / "model" / "config.json").is_file()
     assert (tmp_path / "run" / "report.md").is_file() and (tmp_path / "run" / "accounting.json").is_file()
     assert store.manifest("responses").token_usage, "teacher token usage was not recorded"
+    # The local default distills measurably: closer to the teacher than the base student on held-out records.
+    headline = store.manifest("evaluation").extra["headline"]
+    assert "the trained student is closer to its teacher than its base" in headline, headline
+    assert headline in (tmp_path / "run" / "report.md").read_text(encoding="utf-8")
     # Progress lines were printed while the teacher worked.
     assert "rows/s" in result.stderr and "ETA" in result.stderr
 

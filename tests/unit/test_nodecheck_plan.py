@@ -24,7 +24,17 @@ def test_paper_config_has_one_node_type_per_resource_shape(load):
     assert set(types) == {("teacher",), ("embedding",), ("scorer", "evaluation"), ("trainer",)}
     teacher = types["teacher",]
     assert (teacher.num_cpus, teacher.num_gpus) == (8, 4) and teacher.vllm_on_gpu and "vllm" in teacher.modules
-    assert teacher.stages == ("attributes", "analysis_prompts", "task_ideas", "tasks", "demos", "responses")
+    # The teacher is evaluated on its own engine (4 GPUs), not on the 1-GPU evaluation engine.
+    assert teacher.stages == (
+        "attributes",
+        "analysis_prompts",
+        "task_ideas",
+        "tasks",
+        "demos",
+        "responses",
+        "evaluation",
+    )
+    assert "compeffdist.evaluation.runner" in teacher.modules
     shared = types["scorer", "evaluation"]  # engines.scorer and engines.evaluation ask for the same 4 CPU + 1 GPU
     assert shared.stages == ("difficulty", "evaluation") and {"sklearn", "compeffdist.difficulty.scorer"} <= set(
         shared.modules
