@@ -149,13 +149,15 @@ def _relabel(table: pa.Table, label: str) -> pa.Table:
 def _reference(config_path: Path, overrides: dict[str, Any], out: Path) -> tuple[list[dict[str, Any]], pa.Table]:
     """The base student and the teacher on the same examples and held-out records (cached in `reference/`)."""
     from compeffdist.config import load_config
-    from compeffdist.evaluation.stages import evaluate_on_ray
+    from compeffdist.evaluation.stages import STAGES, evaluate_on_ray
     from compeffdist.pipeline import Runner
 
     config = load_config(config_path, overrides)
     runner = Runner(config)
-    sections = ("evaluation", "engines.evaluation", "models.student", "models.teacher", "run.data_root")
-    key = {"config": config.section_hash(sections), "responses": runner.store.manifest("responses").fingerprint}
+    key = {
+        "config": config.section_hash(STAGES[0].sections),
+        "responses": runner.store.manifest("responses").fingerprint,
+    }
     folder = out / "reference"
     if (folder / "key.json").is_file() and json.loads((folder / "key.json").read_text()) == key:
         _log("reference: up to date, reused")

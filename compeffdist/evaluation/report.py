@@ -92,6 +92,26 @@ def bar_chart(summary: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def resolution_note(summary: dict[str, dict[str, Any]], limit: int) -> list[str]:
+    """What the intervals resolve: the widest overall interval and the median per-dataset one, against 5 points."""
+    overall = [c[1] - c[0] for m in summary.values() if (c := m.get("overall_ci"))]
+    per_dataset = sorted(d["ci"][1] - d["ci"][0] for m in summary.values() for d in m["datasets"].values() if "ci" in d)
+    if not overall:
+        return []
+    dataset_width = per_dataset[len(per_dataset) // 2] if per_dataset else float("nan")
+    verdict = (
+        "a 5-point difference in overall F1 is resolvable"
+        if max(overall) / 2 <= 5
+        else "a 5-point difference in overall F1 is not resolvable at this budget"
+    )
+    return [
+        "",
+        f"Resolution with {limit} test examples per dataset: overall intervals up to {max(overall):.1f} points wide "
+        f"(per dataset, median {dataset_width:.1f}): {verdict}; per-dataset differences smaller than about half "
+        "the per-dataset width are not (raise evaluation.limit for more).",
+    ]
+
+
 def write_reports(
     rows: list[dict[str, Any]], out_dir: Path, confidence: float = DEFAULT_CONFIDENCE
 ) -> dict[str, dict[str, Any]]:
@@ -114,6 +134,7 @@ def write_reports(
         f"Fine-grained scoring: {', '.join(SCORING_NOTES.get(s, s) for s in scoring)}.",
         "",
         markdown_table(summary, len(seeds)),
+        *resolution_note(summary, limit),
     ]
     (out_dir / RESULTS_MD).write_text("\n".join(text) + "\n")
     bar_chart(summary, out_dir / RESULTS_PNG)

@@ -52,9 +52,17 @@ def _models(ctx: StageContext) -> dict[str, ModelSpec]:
 
 
 def engine_for(config: JobConfig, label: str) -> EngineConfig:
-    """The engine a model is evaluated on: the teacher keeps the engine sized for it (its tensor/pipeline
-    parallel GPUs), the students share `engines.evaluation`."""
-    return config.engines.teacher if label == "teacher" else config.engines.evaluation
+    """The engine a model is evaluated on. The students share `engines.evaluation`. The teacher keeps its own
+    engine (backend, context) and the GPUs sized for it (tensor x pipeline parallel, vLLM memory settings),
+    with the evaluation engine's batch, CPUs and threads: one evaluation task runs at a time, so it does not
+    share the machine the way a labeling pool's replicas do."""
+    evaluation = config.engines.evaluation
+    if label != "teacher":
+        return evaluation
+    teacher = config.engines.teacher
+    gpu_shape = ("tensor_parallel_size", "pipeline_parallel_size", "num_gpus_per_actor", "vllm_engine_kwargs")
+    resources = evaluation.resources.model_copy(update={k: getattr(teacher.resources, k) for k in gpu_shape})
+    return teacher.model_copy(update={"resources": resources})
 
 
 def task_gpus(engine: EngineConfig) -> float:

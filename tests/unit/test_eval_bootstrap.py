@@ -79,3 +79,16 @@ def test_seed_level_resampling_widens_the_interval_when_seeds_disagree():
 def test_an_interval_without_finite_replicates_is_nan():
     result = interval(0.5, np.array([np.nan, np.inf]))
     assert np.isnan(result.low) and not result.excludes_zero
+
+
+def test_report_says_whether_five_points_are_resolvable():
+    from compeffdist.evaluation.report import resolution_note
+
+    def summary(width: float) -> dict:
+        dataset = {"f1": 50.0, "std": 0.0, "ci": [50 - width, 50 + width]}
+        return {"student": {"datasets": {"sc/sst2": dataset}, "overall": 50.0, "overall_ci": [50 - width, 50 + width]}}
+
+    narrow, wide = resolution_note(summary(2.0), 200), resolution_note(summary(8.0), 20)
+    assert "is resolvable" in narrow[1] and "200 test examples" in narrow[1]
+    assert "not resolvable at this budget" in wide[1] and "16.0 points wide" in wide[1]
+    assert resolution_note({"student": {"datasets": {}, "overall": 0.0}}, 5) == []  # no intervals: nothing claimed
