@@ -44,7 +44,7 @@ bench: install
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 	cd bench/results && ls *.md | grep -vx summary.md | xargs cat > summary.md && echo "bench/results/summary.md"
 
-# The paper's data-efficiency experiment at this machine's scale (about 75 minutes on 2 cores; see docs/benchmarks.md).
+# The paper's data-efficiency experiment at this machine's scale (59 minutes on 2 cores; see docs/benchmarks.md).
 experiment: install
 	$(BIN)/python bench/data_efficiency.py
 

@@ -21,8 +21,8 @@ classification records; each the mean over seeds with a 95% bootstrap interval t
 items and seeds. Differences between arms are paired on the items; a difference is significant when
 its interval excludes zero.
 
-    .venv/bin/python bench/data_efficiency.py [--config configs/local.yaml] [--records 320] [--rate 0.1]
-        [--heldout 0.2] [--seeds 1 2 3] [--datasets ...] [--limit 30] [--out runs/data-efficiency]
+    .venv/bin/python bench/data_efficiency.py [--config configs/local.yaml] [--records 200] [--rate 0.1]
+        [--heldout 0.2] [--seeds 1 2 3] [--datasets ...] [--limit 16] [--out runs/data-efficiency]
         [--set KEY=VALUE ...]
 
 Writes bench/results/data_efficiency.{json,md} (per arm) and data_efficiency_differences.{json,md}.
@@ -73,12 +73,12 @@ def _log(message: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "local.yaml")
-    parser.add_argument("--records", type=int, default=320, help="teacher-labeled pool size")
+    parser.add_argument("--records", type=int, default=200, help="teacher-labeled pool size")
     parser.add_argument("--rate", type=float, default=0.1)
     parser.add_argument("--heldout", type=float, default=0.2, help="evaluation.heldout.fraction")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
-    parser.add_argument("--limit", type=int, default=30, help="SentiBench test examples per dataset")
+    parser.add_argument("--limit", type=int, default=16, help="SentiBench test examples per dataset")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "data-efficiency")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every arm")
