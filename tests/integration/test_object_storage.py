@@ -55,12 +55,16 @@ def test_a_model_trained_into_s3_is_evaluated_from_there(tmp_path, data_root, ti
         shutil.copytree(tiny_model_dir, ctx.files_dir / "model")
         return StageOutput(counts={"steps": 0})
 
+    def no_responses(ctx: StageContext) -> StageOutput:  # nothing held out: evaluation reads no record
+        return StageOutput(counts={"rows": 0})
+
     payload = tiny_config(
         tmp_path, data_root, tiny_model_dir,
         evaluation={"datasets": ["sc/sst2"], "limit": 2, "seeds": [42], "models": ["student"]},
     )  # fmt: skip
     payload["run"]["output_dir"] = Location.of(s3_root).join("evaluation").uri
-    runner = Runner(JobConfig.model_validate(payload), [Stage(name="training", run=fake_training), *EVALUATION])
+    stages = [Stage(name="responses", run=no_responses), Stage(name="training", run=fake_training), *EVALUATION]
+    runner = Runner(JobConfig.model_validate(payload), stages)
     runner.run()
     manifest = runner.store.manifest("evaluation")
     assert manifest.models["student"].startswith("s3://") and manifest.counts["evaluations"] == 1
