@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 DATA_ROOT = REPO.parent / "shared" / "data" / "sentibench"
+# The experiments' small evaluation subset: every task group (basic, multifaceted, fine-grained) is represented.
+EXPERIMENT_DATASETS = ["sc/sst2", "sc/twitter", "multifaced/irony18", "multifaced/tweeteval", "absa/atsa_rest16"]
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
@@ -62,3 +66,39 @@ def stages_until(runner: Any, last: str) -> list[str]:
     """Names of the runner's stages up to and including `last`."""
     names = [s.name for s in runner.stages]
     return names[: names.index(last) + 1]
+
+
+def logger(name: str) -> Callable[[str], None]:
+    """A timestamped progress printer for benchmark `name`."""
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {message}", flush=True)
+
+    return log
+
+
+def chain_parser(description: str, name: str, records: int, heldout: float, limit: int) -> argparse.ArgumentParser:
+    """The arguments of an experiment over one shared teacher-labeled chain (pool size, held-out share,
+    SentiBench subset and examples, output folder `runs/<name>`, overrides); the script adds its own."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "local.yaml")
+    parser.add_argument("--records", type=int, default=records, help="teacher-labeled pool size")
+    parser.add_argument("--heldout", type=float, default=heldout, help="evaluation.heldout.fraction")
+    parser.add_argument("--datasets", nargs="+", default=EXPERIMENT_DATASETS)
+    parser.add_argument("--limit", type=int, default=limit, help="SentiBench test examples per dataset")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / name)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every run")
+    return parser
+
+
+def chain_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config overrides `chain_parser`'s arguments stand for (`--set` first, so the arguments win)."""
+    from compeffdist.cli import parse_overrides
+
+    return {
+        **parse_overrides(args.set),
+        "labeling.records": args.records,
+        "evaluation.heldout.fraction": args.heldout,
+        "evaluation.datasets": args.datasets,
+        "evaluation.limit": args.limit,
+    }

@@ -38,9 +38,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import REPO, run_pipeline, seed_folder, stages_until, write_results
-
-from compeffdist.cli import parse_overrides
+from common import REPO, chain_overrides, chain_parser, logger, run_pipeline, seed_folder, stages_until, write_results
 
 SHARED_UNTIL = "responses"
 # Difficulty settings scored once each; every other difficulty setting is the config's (official by default).
@@ -62,38 +60,22 @@ PAIRS = [
     ("soft-rank", "random"), ("soft-rank", "ifd"), ("soft-rank", "all"), ("soft-rank", "soft-rank-chat"),
     ("random", "ifd"), ("all", "random"), ("soft-rank", "base student"), ("all", "base student"),
 ]  # fmt: skip
-# Small-budget evaluation subset: every task group (basic, multifaceted, fine-grained) is represented.
-DEFAULT_DATASETS = ["sc/sst2", "sc/twitter", "multifaced/irony18", "multifaced/tweeteval", "absa/atsa_rest16"]
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] data-efficiency: {message}", flush=True)
+_log = logger("data-efficiency")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "local.yaml")
-    parser.add_argument("--records", type=int, default=200, help="teacher-labeled pool size")
+    parser = chain_parser(__doc__, "data-efficiency", records=200, heldout=0.2, limit=16)
     parser.add_argument("--rate", type=float, default=0.1)
-    parser.add_argument("--heldout", type=float, default=0.2, help="evaluation.heldout.fraction")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
-    parser.add_argument("--limit", type=int, default=16, help="SentiBench test examples per dataset")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "data-efficiency")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every arm")
     args = parser.parse_args()
 
     out = args.out.resolve()
     common: dict[str, Any] = {
-        **parse_overrides(args.set),
-        "labeling.records": args.records,
+        **chain_overrides(args),
         "selection.scope": "inprompt",
         "selection.mode": "exact",
         "selection.rate": args.rate,
-        "evaluation.heldout.fraction": args.heldout,
-        "evaluation.datasets": args.datasets,
-        "evaluation.limit": args.limit,
         "evaluation.seeds": [42],
         "evaluation.models": ["student"],
     }

@@ -18,15 +18,12 @@ Writes bench/results/student_choice.{json,md}. Re-running resumes: finished stag
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
-from pathlib import Path
 from typing import Any
 
-from common import REPO, run_pipeline, seed_folder, stages_until, write_results
+from common import chain_overrides, chain_parser, logger, run_pipeline, seed_folder, stages_until, write_results
 
-from compeffdist.cli import parse_overrides
+from compeffdist.evaluation.bootstrap import Interval
 
 SHARED_UNTIL = "responses"
 STUDENT = "models.student"
@@ -51,34 +48,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "training.warmup_steps": 5,
     },
 }
-DEFAULT_DATASETS = ["sc/sst2", "sc/twitter", "multifaced/irony18", "multifaced/tweeteval", "absa/atsa_rest16"]
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] student-choice: {message}", flush=True)
+_log = logger("student-choice")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "local.yaml")
-    parser.add_argument("--records", type=int, default=320, help="teacher-labeled pool size")
-    parser.add_argument("--heldout", type=float, default=0.25, help="evaluation.heldout.fraction")
+    parser = chain_parser(__doc__, "student-choice", records=320, heldout=0.25, limit=30)
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
-    parser.add_argument("--datasets", nargs="+", default=DEFAULT_DATASETS)
-    parser.add_argument("--limit", type=int, default=30, help="SentiBench test examples per dataset")
-    parser.add_argument("--out", type=Path, default=REPO / "runs" / "student-choice")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for every candidate")
     args = parser.parse_args()
 
     out = args.out.resolve()
-    common: dict[str, Any] = {
-        **parse_overrides(args.set),
-        "labeling.records": args.records,
-        "evaluation.heldout.fraction": args.heldout,
-        "evaluation.datasets": args.datasets,
-        "evaluation.limit": args.limit,
-        "evaluation.models": ["student", "base_student"],
-    }
+    common: dict[str, Any] = {**chain_overrides(args), "evaluation.models": ["student", "base_student"]}
     _log(f"shared chain up to {SHARED_UNTIL} in {out / 'shared'}")
     shared = run_pipeline(args.config, {**common, "run.output_dir": str(out / "shared")}, until=SHARED_UNTIL)
     shared_stages = stages_until(shared, SHARED_UNTIL)
@@ -111,10 +90,7 @@ def _row(name: str, runner: Any) -> dict[str, Any]:
     heldout, diffs = comparison["heldout"], comparison["student_minus_base"]
 
     def fmt(entry: dict[str, float] | None, digits: int = 1, signed: bool = False) -> str:
-        if entry is None:
-            return "–"
-        point = f"{entry['estimate']:+.{digits}f}" if signed else f"{entry['estimate']:.{digits}f}"
-        return f"{point} [{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
+        return "–" if entry is None else Interval(entry["estimate"], entry["low"], entry["high"]).format(digits, signed)
 
     f1 = comparison["f1"]
     return {

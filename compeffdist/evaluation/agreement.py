@@ -20,7 +20,6 @@ import gc
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from compeffdist.config import DifficultyConfig, EngineConfig, EvaluationConfig, ModelSpec, SamplingConfig
 from compeffdist.evaluation.heldout import heldout_ids
@@ -125,8 +124,3 @@ def agreement_rows(
             }
         )
     return pa.Table.from_pylist(rows, schema=AGREEMENT_SCHEMA)
-
-
-def labeled(table: pa.Table) -> pa.Table:
-    """The classification rows whose teacher answer names a label: the rows label agreement is measured on."""
-    return table.filter(pc.is_valid(table.column("teacher_label")))

@@ -15,7 +15,7 @@ from itertools import combinations
 
 import numpy as np
 
-from compeffdist.evaluation.bootstrap import Interval, interval, over_training_seeds
+from compeffdist.evaluation.bootstrap import Interval, over_training_seeds
 from compeffdist.evaluation.comparison import Measure
 
 
@@ -55,9 +55,4 @@ def differences(
 ) -> list[Difference]:
     """first − second for each pair (every pair of arms by default), with its interval."""
     chosen = pairs if pairs is not None else list(combinations(arms, 2))
-    return [
-        Difference(a, b, interval(arms[a].estimate - arms[b].estimate, arms[a].replicates - arms[b].replicates,
-                                  confidence))
-        for a, b in chosen
-        if a in arms and b in arms
-    ]  # fmt: skip
+    return [Difference(a, b, arms[a].minus(arms[b], confidence)) for a, b in chosen if a in arms and b in arms]

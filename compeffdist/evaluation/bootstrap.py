@@ -88,9 +88,6 @@ class Interval:
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
-    def scaled(self, factor: float) -> Interval:
-        return Interval(self.estimate * factor, self.low * factor, self.high * factor, self.confidence)
-
     def format(self, digits: int = 1, signed: bool = False) -> str:
         """'62.5 [55.0, 70.0]' ('+3.1 [0.4, 5.9]' when signed)."""
         point = f"{self.estimate:+.{digits}f}" if signed else f"{self.estimate:.{digits}f}"
