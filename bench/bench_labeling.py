@@ -17,7 +17,7 @@ between the first and the last finished batch, over that time: what governs a lo
 on the vLLM path a batch's finish time is its last token's, from vLLM's request stats),
 and each path's steady rate over the bare engine's.
 
-    .venv/bin/python bench/bench_labeling.py [--prompts 96] [--batch-size 16] [--min-tokens 8] [--max-tokens 256]
+    .venv/bin/python bench/bench_labeling.py [--prompts 384] [--batch-size 16] [--min-tokens 8] [--max-tokens 256]
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def through_ray(config, parts: list, workdir: Path, own_actor: bool) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prompts", type=int, default=96)
+    parser.add_argument("--prompts", type=int, default=384)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--concurrent-batches", type=int, default=4)
     parser.add_argument("--min-tokens", type=int, default=8)

@@ -86,7 +86,10 @@ class ResourceConfig(StrictModel):
     )
     max_retries: int = Field(2, ge=0, description="Re-runs of a record after a retryable engine error.")
     torch_threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads per actor (None: torch's default)."
+        None,
+        ge=1,
+        description="torch intra-op threads per actor (None: torch's default). A vLLM engine on CPU binds its "
+        "workers to that many cores and its scheduler shares them (None: vLLM keeps a core per worker free).",
     )
     vllm_engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,

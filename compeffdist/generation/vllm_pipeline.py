@@ -40,7 +40,7 @@ def processor_config(model: ModelSpec, engine: EngineConfig, seed: int, model_so
     """The `vLLMEngineProcessorConfig` for a model served by `engine` (placement from tensor x pipeline parallel)."""
     from ray.data.llm import vLLMEngineProcessorConfig
 
-    from compeffdist.engines.vllm_engine import engine_kwargs
+    from compeffdist.engines.vllm_engine import cpu_binding_env, engine_kwargs
 
     resources = engine.resources
     kwargs = engine_kwargs(model, engine, seed, model_source, on_gpu)
@@ -52,6 +52,8 @@ def processor_config(model: ModelSpec, engine: EngineConfig, seed: int, model_so
         placement = {"bundle_per_worker": bundle, "strategy": "PACK"}
     else:
         placement = {"bundle_per_worker": {"CPU": resources.num_cpus_per_actor}}
+    # Bound here, on the driver: the local single-node default's cores (see cpu_binding_env).
+    env = {} if on_gpu else cpu_binding_env(resources)
     return vLLMEngineProcessorConfig(
         model_source=model_source,
         engine_kwargs=kwargs,
@@ -59,6 +61,7 @@ def processor_config(model: ModelSpec, engine: EngineConfig, seed: int, model_so
         concurrency=(max(1, resources.min_actors), resources.max_actors),
         max_concurrent_batches=resources.max_concurrent_batches,
         placement_group_config=placement,
+        runtime_env={"env_vars": env} if env else None,
         should_continue_on_error=True,
         chat_template_stage=False,
         tokenize_stage=False,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from compeffdist.config import EngineConfig, ModelSpec
+from compeffdist.config import EngineConfig, ModelSpec, ResourceConfig
 from compeffdist.generation.vllm_pipeline import processor_config
 
 pytestmark = pytest.mark.unit
@@ -48,3 +48,27 @@ def test_a_rows_finish_time_comes_from_the_engines_stats_not_from_when_it_reache
     row = {"metrics": {"arrival_time": 1000.0, "queued_ts": 500.0, "last_token_ts": 502.5}}
     assert engine_finish_time(row) == 1002.5
     assert engine_finish_time({"metrics": None}) is None and engine_finish_time({}) is None
+
+
+def test_on_cpu_the_engine_workers_bind_to_the_configured_threads_cores(monkeypatch):
+    from compeffdist.engines.vllm_engine import cpu_binding_env
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {5, 0, 3, 7, 1})
+    engine = EngineConfig(backend="vllm", resources={"num_cpus_per_actor": 2, "torch_threads": 2})
+    config = processor_config(ModelSpec(name="x"), engine, 0, "/models/x", False)
+    # Both cores go to the one worker (vLLM's default would keep one free for its scheduler process).
+    assert config.runtime_env == {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "0,1"}}
+    # Tensor x pipeline parallel workers on CPU each get their own share, in vLLM's "|"-separated form.
+    split = ResourceConfig(torch_threads=4, tensor_parallel_size=2)
+    assert cpu_binding_env(split) == {"VLLM_CPU_OMP_THREADS_BIND": "0,1|3,5"}
+    # Fewer cores than workers, no thread count, or a binding the user set: vLLM decides.
+    assert cpu_binding_env(ResourceConfig(torch_threads=1, tensor_parallel_size=2)) == {}
+    assert cpu_binding_env(ResourceConfig()) == {}
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "2-3")
+    assert cpu_binding_env(ResourceConfig(torch_threads=2)) == {}
+
+
+def test_on_gpu_vllm_places_its_own_threads():
+    engine = EngineConfig(backend="vllm", resources={"num_gpus_per_actor": 1, "torch_threads": 4})
+    assert processor_config(ModelSpec(name="x"), engine, 0, "x", True).runtime_env is None
