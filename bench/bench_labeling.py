@@ -26,8 +26,10 @@ import argparse
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
@@ -77,12 +79,25 @@ def to_requests(batch: pa.Table) -> pa.Table:
     return batch
 
 
+def exit_with_parent() -> None:
+    """A killed bench must not leave its engine running: an orphan at 30% CPU skews every later timing."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def bare(model_json: str, engine_json: str, rows: list[dict]) -> dict[str, float]:
     """Every prompt in one `generate` call of one engine (runs in a child process)."""
     from compeffdist.config import EngineConfig, ModelSpec, SamplingConfig
     from compeffdist.engines.vllm_engine import VLLMEngine
     from compeffdist.generation.requests import GenerationRequest
 
+    exit_with_parent()
     started = time.perf_counter()
     engine = VLLMEngine(ModelSpec.model_validate_json(model_json), EngineConfig.model_validate_json(engine_json))
     load = time.perf_counter() - started
