@@ -104,9 +104,14 @@ class ResourceConfig(StrictModel):
         return self
 
     @property
+    def engine_workers(self) -> int:
+        """Workers of one vLLM replica: tensor x pipeline parallel."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
     def gpus_per_replica(self) -> float:
-        """GPUs one replica holds: a vLLM engine spans tensor x pipeline parallel workers."""
-        return max(self.num_gpus_per_actor, float(self.tensor_parallel_size * self.pipeline_parallel_size))
+        """GPUs one replica holds: a vLLM engine spans its workers, a GPU each."""
+        return max(self.num_gpus_per_actor, float(self.engine_workers))
 
 
 class EngineConfig(StrictModel):

@@ -57,7 +57,7 @@ def cpu_binding_env(resources: ResourceConfig) -> dict[str, str]:
     """
     if resources.torch_threads is None or "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
         return {}
-    workers = resources.tensor_parallel_size * resources.pipeline_parallel_size
+    workers = resources.engine_workers
     cores = sorted(os.sched_getaffinity(0))[: resources.torch_threads]
     per_worker = len(cores) // workers
     if per_worker == 0:
@@ -83,7 +83,7 @@ class VLLMEngine(Engine):
             os.environ.update(cpu_binding_env(engine.resources))
         # This engine lives in one Ray task or actor that already holds all of its GPUs: vLLM's own workers are
         # local processes. Its Ray executor would ask Ray for the same GPUs again and wait forever.
-        if engine.resources.tensor_parallel_size * engine.resources.pipeline_parallel_size > 1:
+        if engine.resources.engine_workers > 1:
             kwargs.setdefault("distributed_executor_backend", "mp")
         self.spec = model
         self.config = engine

@@ -45,10 +45,9 @@ def processor_config(model: ModelSpec, engine: EngineConfig, seed: int, model_so
     resources = engine.resources
     kwargs = engine_kwargs(model, engine, seed, model_source, on_gpu)
     kwargs.pop("model")
-    workers = resources.tensor_parallel_size * resources.pipeline_parallel_size
     if on_gpu:
         # One bundle per engine worker (a GPU each), packed on one node when they fit; the replica's CPUs are shared.
-        bundle = {"GPU": 1, "CPU": max(resources.num_cpus_per_actor / workers, 1.0)}
+        bundle = {"GPU": 1, "CPU": max(resources.num_cpus_per_actor / resources.engine_workers, 1.0)}
         placement = {"bundle_per_worker": bundle, "strategy": "PACK"}
     else:
         placement = {"bundle_per_worker": {"CPU": resources.num_cpus_per_actor}}
