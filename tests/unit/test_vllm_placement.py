@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from compeffdist.config import EngineConfig, ModelSpec, ResourceConfig
@@ -67,6 +69,22 @@ def test_on_cpu_the_engine_workers_bind_to_the_configured_threads_cores(monkeypa
     assert cpu_binding_env(ResourceConfig()) == {}
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "2-3")
     assert cpu_binding_env(ResourceConfig(torch_threads=2)) == {}
+
+
+def test_the_binding_is_set_while_the_engine_starts_and_restored_after(monkeypatch):
+    from compeffdist.engines.vllm_engine import scoped_environ
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "4")
+    with scoped_environ({"VLLM_CPU_OMP_THREADS_BIND": "0,1", "VLLM_CPU_KVCACHE_SPACE": "8"}):
+        assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0,1" and os.environ["VLLM_CPU_KVCACHE_SPACE"] == "8"
+        os.environ["SET_BY_THE_ENGINE"] = "kept"  # what the engine sets for itself while it starts stays
+    # A Ray worker process runs many tasks: the next engine in it computes its own binding.
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and os.environ["VLLM_CPU_KVCACHE_SPACE"] == "4"
+    assert os.environ.pop("SET_BY_THE_ENGINE") == "kept"
+    with pytest.raises(RuntimeError), scoped_environ({"VLLM_CPU_OMP_THREADS_BIND": "0"}):
+        raise RuntimeError("engine failed to start")
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ
 
 
 def test_on_gpu_vllm_places_its_own_threads():
