@@ -29,6 +29,7 @@ from typing import Any
 from compeffdist.config import DifficultyConfig, EngineConfig, ModelSpec
 from compeffdist.difficulty.kernel import mean_rank_score, token_stats
 from compeffdist.difficulty.texts import ScoringText, ScoringTextError, layout_record
+from compeffdist.engines.base import use_torch_threads
 
 MODEL_METRICS = ("rank", "perplexity", "ifd")
 
@@ -87,8 +88,7 @@ class DifficultyScorer:
 
         from compeffdist.models.registry import load_causal_lm, load_tokenizer
 
-        if engine.resources.torch_threads:
-            torch.set_num_threads(engine.resources.torch_threads)
+        use_torch_threads(engine.resources)
         self.config = difficulty
         self.batch_size = engine.resources.batch_size
         self.seed = seed

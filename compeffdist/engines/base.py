@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from compeffdist.chat import render_prompt
-from compeffdist.config import ModelSpec
+from compeffdist.config import ModelSpec, ResourceConfig
 from compeffdist.generation.requests import GenerationRequest, GenerationResult
 
 
@@ -23,6 +23,14 @@ class Engine(ABC):
     @abstractmethod
     def next_token_logprobs(self, prompts: list[str], token_ids: list[list[int]]) -> list[list[float]]:
         """Log-probabilities of the given candidate token ids as the next token after each raw prompt."""
+
+
+def use_torch_threads(resources: ResourceConfig) -> None:
+    """Give torch `resources.torch_threads` intra-op threads in this process (None: torch's default)."""
+    if resources.torch_threads:
+        import torch
+
+        torch.set_num_threads(resources.torch_threads)
 
 
 def model_label(model: ModelSpec) -> str:

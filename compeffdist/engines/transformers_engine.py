@@ -7,7 +7,7 @@ from typing import Any
 
 from compeffdist.chat import encode_prompt
 from compeffdist.config import EngineConfig, ModelSpec
-from compeffdist.engines.base import Engine, model_label, prompt_text
+from compeffdist.engines.base import Engine, model_label, prompt_text, use_torch_threads
 from compeffdist.generation.requests import ErrorKind, GenerationRequest, GenerationResult, prompt_too_long
 
 
@@ -19,8 +19,7 @@ class TransformersEngine(Engine):
 
         from compeffdist.models.registry import load_causal_lm, load_tokenizer
 
-        if engine.resources.torch_threads:
-            torch.set_num_threads(engine.resources.torch_threads)
+        use_torch_threads(engine.resources)
         self.device = "cuda" if engine.resources.num_gpus_per_actor > 0 and torch.cuda.is_available() else "cpu"
         self.spec = model
         self.config = engine

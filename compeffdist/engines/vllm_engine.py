@@ -9,7 +9,7 @@ from typing import Any
 
 from compeffdist.chat import encode_prompt
 from compeffdist.config import EngineConfig, ModelSpec, ResourceConfig
-from compeffdist.engines.base import Engine, model_label, prompt_text
+from compeffdist.engines.base import Engine, model_label, prompt_text, use_torch_threads
 from compeffdist.generation.requests import ErrorKind, GenerationRequest, GenerationResult, prompt_too_long
 
 # On CPU vLLM sizes its KV cache as a fraction of node memory; the GPU default (0.9) fails at once.
@@ -103,10 +103,10 @@ class VLLMEngine(Engine):
 
         on_gpu = engine.resources.gpus_per_replica > 0 and torch.cuda.is_available()
         kwargs = engine_kwargs(model, engine, seed, resolve_model(model), on_gpu)
-        if not on_gpu and engine.resources.torch_threads:
+        if not on_gpu:
             # Its engine core, and so its CPU worker, run in this process, where vLLM binds no threads (it does
             # only for its multiprocess executor); once started the worker turns torch.set_num_threads into a no-op.
-            torch.set_num_threads(engine.resources.torch_threads)
+            use_torch_threads(engine.resources)
         # This engine lives in one Ray task or actor that already holds all of its GPUs: vLLM's own workers are
         # local processes. Its Ray executor would ask Ray for the same GPUs again and wait forever.
         if engine.resources.engine_workers > 1:
