@@ -37,6 +37,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -162,12 +163,6 @@ PIPELINE = "pipeline (ray.data.llm)"
 SYNC = "sync (own actor, per batch)"
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=384)
@@ -234,8 +229,8 @@ def main() -> None:
                 row[column] = round(steady / results[bare_name]["tok_s"], 3)
                 ratios.setdefault((name, column), []).append(row[column])
             table.append(row)
-        steady = ", ".join(f"{r['path']} {r['steady_tok_s']}" for r in table if r["round"] == round_)
-        print(f"round {round_}, steady tok/s: {steady}", flush=True)
+        summary = ", ".join(f"{r['path']} {r['steady_tok_s']}" for r in table if r["round"] == round_)
+        print(f"round {round_}, steady tok/s: {summary}", flush=True)
     shutil.rmtree(workdir, ignore_errors=True)
 
     context = {
@@ -257,8 +252,8 @@ def main() -> None:
         if (path, "vs_bare_default") in ratios:
             default, in_process = ratios[(path, "vs_bare_default")], ratios[(path, "vs_bare_in_process")]
             print(
-                f"{path}: steady / bare, median over {len(default)} round(s): {median(default):.2f} of vLLM's"
-                f" default engine, {median(in_process):.2f} of the in-process one"
+                f"{path}: steady / bare, median over {len(default)} round(s): {statistics.median(default):.2f}"
+                f" of vLLM's default engine, {statistics.median(in_process):.2f} of the in-process one"
             )
 
 
